@@ -1,0 +1,5 @@
+import sys
+
+from mimetic.cli import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""`python -m mimetic <command>`: the entry points the workflow's rules call."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimetic.init import ARMS, arm_params
+from mimetic.train import TrainConfig
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value  # a bare string, e.g. dist=uniform
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, with its type, default and help."""
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f.metadata["help"]
+        if f.name == "init_params":
+            p.add_argument("--init-param", dest="init_params", type=_key_value, action="append", default=[],
+                           metavar="KEY=VALUE", help=help_)
+        elif f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+        elif f.metadata.get("required"):
+            p.add_argument(flag, required=True, help=help_)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            p.add_argument(flag, type=kind, default=f.default, help=help_)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from mimetic.train import train
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values["init_params"] = dict(values["init_params"])
+    cfg = TrainConfig(**values)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise SystemExit(f"mimetic train: bad option: {e}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train(cfg, args.out, checkpoint=args.checkpoint, device=args.device, log=lambda s: print(s, flush=True))
+
+
+def _arms(args: argparse.Namespace) -> None:
+    for name in ARMS:
+        params = ", ".join(f"{k}={v}" for k, v in arm_params(name).items()) or "no parameters"
+        print(f"{name:12s} {params}\n{'':12s} {(ARMS[name].__doc__ or '').strip()}")
+
+
+def _aggregate(args: argparse.Namespace) -> None:
+    from mimetic import aggregate, io
+
+    runs, epochs = aggregate.load_runs(args.runs)
+    summary = aggregate.summarize(runs, epochs, baseline=args.baseline)
+    out = Path(args.out_dir)
+    io.write_csv(out / "runs.csv", runs)
+    io.write_csv(out / "epochs.csv", epochs)
+    io.write_csv(out / "summary.csv", summary)
+    io.write_text(out / "summary.md", aggregate.markdown(summary, args.baseline))
+
+
+def _plot_curves(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from mimetic import plots
+
+    plots.learning_curves(pd.read_csv(args.epochs), args.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mimetic", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one run (dataset, model, arm, seed) into a folder",
+                       description="Train one run into --out: metrics.csv, final.safetensors, summary.json.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_options(t)
+    t.add_argument("--out", required=True, help="the run's folder")
+    t.add_argument("--checkpoint", help="checkpoint file: resumed from if present, deleted when the run is done")
+    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    t.set_defaults(func=_train)
+
+    a = sub.add_parser("arms", help="list the attention initializations and their parameters")
+    a.set_defaults(func=_arms)
+
+    g = sub.add_parser("aggregate", help="runs -> runs.csv, epochs.csv, summary.csv, summary.md",
+                       description="Collect finished runs (<experiment>/<arm>/seed<k>/) into tables.")
+    g.add_argument("--runs", nargs="+", required=True, help="run folders")
+    g.add_argument("--baseline", default="default", help="the arm gains are measured against")
+    g.add_argument("--out-dir", required=True, help="folder for the tables")
+    g.set_defaults(func=_aggregate)
+
+    c = sub.add_parser("plot-curves", help="test accuracy vs epoch per arm (mean ± std over seeds)")
+    c.add_argument("--epochs", required=True, help="epochs.csv from `aggregate`")
+    c.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
+    c.set_defaults(func=_plot_curves)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Attention initializations ("arms"): the model's own, mimetic, and its ablations.
+
+Mimetic initialization (Trockman & Kolter, ICML 2023), per layer of width d with H heads of
+width k = d / H and Z a d x d matrix of i.i.d. entries with variance 1/d:
+
+* every head h, with its own Z1:  W_q^h (W_k^h)^T = rank-k truncation of alpha1 * Z1 + beta1 * I
+* once per layer, full rank:     W_v W_proj      = alpha2 * Z2 - beta2 * I
+
+Each target A is split by its SVD, A = U S V^T, into left = U S^1/2 and right = S^1/2 V^T.
+Only attention projection weights change; biases and every other layer keep the model's own
+initialization, so arms compared at the same seed differ in nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from mimetic.attention import AttentionLayer, attention_layers
+
+NOISE = ("normal", "uniform")
+
+ArmFn = Callable[..., None]
+ARMS: dict[str, ArmFn] = {}
+
+
+def register(name: str) -> Callable[[ArmFn], ArmFn]:
+    """Add an arm. It is called as fn(layers, generator, **params); its keyword defaults are
+    the arm's parameters and their defaults."""
+
+    def add(fn: ArmFn) -> ArmFn:
+        ARMS[name] = fn
+        return fn
+
+    return add
+
+
+def noise(d: int, generator: torch.Generator, dist: str = "normal") -> Tensor:
+    """A d x d float64 matrix of i.i.d. entries with mean 0 and variance 1/d."""
+    if dist == "normal":
+        return torch.randn(d, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
+    if dist == "uniform":  # U(-a, a) has variance a^2 / 3
+        a = math.sqrt(3.0 / d)
+        return (torch.rand(d, d, generator=generator, dtype=torch.float64) * 2 - 1) * a
+    raise ValueError(f"unknown noise distribution {dist!r}; choose one of {NOISE}")
+
+
+def split(a: Tensor) -> tuple[Tensor, Tensor]:
+    """left, right with left @ right == a, balanced through the SVD."""
+    u, s, vh = torch.linalg.svd(a)
+    root = s.sqrt()
+    return u * root, root[:, None] * vh
+
+
+def qk_target(d: int, alpha: float, beta: float, generator: torch.Generator, dist: str = "normal") -> Tensor:
+    return alpha * noise(d, generator, dist) + beta * torch.eye(d, dtype=torch.float64)
+
+
+def vo_target(d: int, alpha: float, beta: float, generator: torch.Generator, dist: str = "normal") -> Tensor:
+    return alpha * noise(d, generator, dist) - beta * torch.eye(d, dtype=torch.float64)
+
+
+def qk_factors(target: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
+    """W_q^h, W_k^h (each d x k) whose product W_q^h W_k^h^T is the rank-k truncation of target."""
+    left, right = split(target)
+    return left[:, :head_dim], right[:head_dim].T
+
+
+def _init_qk(layer: AttentionLayer, gen: torch.Generator, alpha: float, beta: float, dist: str) -> None:
+    w = layer.read()
+    q, k = w.q.to(torch.float64).clone(), w.k.to(torch.float64).clone()
+    hk = layer.head_dim
+    for h in range(layer.num_heads):  # fresh noise per head
+        cols = slice(h * hk, (h + 1) * hk)
+        q[:, cols], k[:, cols] = qk_factors(qk_target(layer.dim, alpha, beta, gen, dist), hk)
+    layer.write(q=q, k=k)
+
+
+def _init_vo(layer: AttentionLayer, gen: torch.Generator, alpha: float, beta: float, dist: str) -> None:
+    v, proj = split(vo_target(layer.dim, alpha, beta, gen, dist))
+    layer.write(v=v, proj=proj)
+
+
+@register("default")
+def default(layers: list[AttentionLayer], gen: torch.Generator) -> None:
+    """The model's own initialization, untouched."""
+
+
+# Draw order is part of the contract (same seed -> same weights): layer by layer, the Q/K
+# noise of heads 0..H-1, then the V/Proj noise.
+@register("mimetic")
+def mimetic(layers: list[AttentionLayer], gen: torch.Generator, alpha1: float = 0.7, beta1: float = 0.7,
+            alpha2: float = 0.4, beta2: float = 0.4, dist: str = "normal") -> None:
+    """Both products: W_q W_k^T ~ alpha1 Z + beta1 I per head, W_v W_proj ~ alpha2 Z - beta2 I."""
+    for layer in layers:
+        _init_qk(layer, gen, alpha1, beta1, dist)
+        _init_vo(layer, gen, alpha2, beta2, dist)
+
+
+@register("mimetic-qk")
+def mimetic_qk(layers: list[AttentionLayer], gen: torch.Generator, alpha1: float = 0.7, beta1: float = 0.7,
+               dist: str = "normal") -> None:
+    """Ablation: only W_q W_k^T is mimetic; W_v and W_proj keep the model's own init."""
+    for layer in layers:
+        _init_qk(layer, gen, alpha1, beta1, dist)
+
+
+@register("mimetic-vo")
+def mimetic_vo(layers: list[AttentionLayer], gen: torch.Generator, alpha2: float = 0.4, beta2: float = 0.4,
+               dist: str = "normal") -> None:
+    """Ablation: only W_v W_proj is mimetic; W_q and W_k keep the model's own init."""
+    for layer in layers:
+        _init_vo(layer, gen, alpha2, beta2, dist)
+
+
+def arm_params(arm: str) -> dict[str, object]:
+    """The parameters `arm` takes, with their defaults."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(ARMS)}")
+    sig = inspect.signature(ARMS[arm])
+    return {n: p.default for n, p in list(sig.parameters.items())[2:]}
+
+
+def check_params(arm: str, params: dict[str, object]) -> dict[str, object]:
+    """`params` completed with the arm's defaults; ValueError naming any bad key or value."""
+    valid = arm_params(arm)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"arm {arm!r} takes no parameter {unknown}; its parameters are {sorted(valid) or 'none'}")
+    full = {**valid, **params}
+    for key, value in full.items():
+        if key == "dist":
+            if value not in NOISE:
+                raise ValueError(f"arm {arm!r}: dist={value!r}; choose one of {NOISE}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"arm {arm!r}: {key}={value!r} must be a finite number >= 0")
+    return full
+
+
+def apply_init(model: nn.Module, arm: str, *, seed: int | None = None, **params: object) -> nn.Module:
+    """Initialize the attention layers of `model` in place with `arm`; returns `model`.
+
+    seed: the attention noise comes from its own generator seeded with this, so the global
+    torch RNG (data order, dropout) stays the same across arms. None draws the generator's
+    seed from the global RNG.
+    """
+    full = check_params(arm, params)
+    layers = attention_layers(model)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    gen = torch.Generator().manual_seed(seed)
+    ARMS[arm](layers, gen, **full)
+    return model

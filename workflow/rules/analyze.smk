@@ -1,0 +1,33 @@
+rule aggregate:
+    input:
+        lambda wc: expand("{run}/summary.json", run=run_dirs()),
+    output:
+        runs="results/tables/runs.csv",
+        epochs="results/tables/epochs.csv",
+        summary="results/tables/summary.csv",
+        markdown=report("results/tables/summary.md", caption="../report/summary.rst", category="Results"),
+    log:
+        "logs/aggregate.log",
+    params:
+        runs=lambda wc, input: [str(Path(p).parent) for p in input],
+        baseline=config["baseline"],
+        out_dir=lambda wc, output: Path(output.summary).parent,
+    conda:
+        "../envs/mimetic.yaml"
+    shell:
+        "{MIMETIC} aggregate --runs {params.runs} --baseline {params.baseline}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule plot_curves:
+    input:
+        "results/tables/epochs.csv",
+    output:
+        png=report("results/figures/test_accuracy.png", caption="../report/test_accuracy.rst", category="Results"),
+        pdf="results/figures/test_accuracy.pdf",
+    log:
+        "logs/plot_curves.log",
+    conda:
+        "../envs/mimetic.yaml"
+    shell:
+        "{MIMETIC} plot-curves --epochs {input} --out {output.png} > {log} 2>&1"
