@@ -71,17 +71,17 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "default
                    "final_acc_mean": x.mean(), "final_acc_std": x.std(ddof=1) if len(x) > 1 else math.nan,
                    "final_acc_min": x.min(), "final_acc_max": x.max(),
                    "best_acc_mean": group[group["arm"] == arm]["best_test_acc"].mean()}
-            if baseline in acc:
+            if baseline in acc and arm != baseline:
                 paired = acc[[arm, baseline]].dropna()
                 gain = (paired[arm] - paired[baseline]).to_numpy()
                 lo, hi = _ci95(gain)
-                p = stats.ttest_rel(paired[arm], paired[baseline]).pvalue if len(gain) > 1 and arm != baseline \
-                    else math.nan
-                reached = reach.xs(arm, level="arm")
+                p = stats.ttest_rel(paired[arm], paired[baseline]).pvalue if len(gain) > 1 else math.nan
                 row.update({"gain_n": len(gain), "gain_mean": gain.mean() if len(gain) else math.nan,
                             "gain_std": gain.std(ddof=1) if len(gain) > 1 else math.nan,
-                            "gain_ci95_low": lo, "gain_ci95_high": hi, "gain_p": p,
-                            "epochs_to_baseline_final": reached.mean(),
+                            "gain_ci95_low": lo, "gain_ci95_high": hi, "gain_p": p})
+            if reach is not None:
+                reached = reach.xs(arm, level="arm")
+                row.update({"epochs_to_baseline_final": reached.mean(),
                             "reached_baseline": f"{int(reached.notna().sum())}/{len(reached)}"})
             rows.append(row)
     return pd.DataFrame(rows)

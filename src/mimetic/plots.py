@@ -35,7 +35,7 @@ def learning_curves(epochs: pd.DataFrame, out: str | Path, metric: str = "test_a
         df = epochs[epochs["experiment"] == exp]
         n = df.groupby("arm")["seed"].nunique()
         sns.lineplot(df, x="epoch", y=metric, hue="arm", hue_order=sorted(n.index), errorbar="sd", ax=ax)
-        ax.set(title=exp, xlabel="epoch", ylabel=label)
+        ax.set(title=f"{exp} (mean ± sd over seeds)", xlabel="epoch", ylabel=label)
         ax.legend(title=None, labels=[f"{a} (n={n[a]})" for a in sorted(n.index)],
                   handles=ax.get_legend().legend_handles)
     fig.tight_layout()

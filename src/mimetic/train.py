@@ -250,7 +250,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch} step {step}; "
+                raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1} step {step + 1} "
+                                         f"(both counted from 1); "
                                          "no outputs were written")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

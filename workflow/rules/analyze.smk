@@ -15,7 +15,7 @@ rule aggregate:
     conda:
         "../envs/mimetic.yaml"
     shell:
-        "{MIMETIC} aggregate --runs {params.runs} --baseline {params.baseline}"
+        "python -m mimetic aggregate --runs {params.runs} --baseline {params.baseline}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -30,4 +30,4 @@ rule plot_curves:
     conda:
         "../envs/mimetic.yaml"
     shell:
-        "{MIMETIC} plot-curves --epochs {input} --out {output.png} > {log} 2>&1"
+        "python -m mimetic plot-curves --epochs {input} --out {output.png} > {log} 2>&1"

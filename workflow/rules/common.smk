@@ -1,3 +1,4 @@
+import os
 import shlex
 from pathlib import Path
 
@@ -19,21 +20,20 @@ if config["baseline"] not in config["arms"]:
         "set `baseline` to the arm gains are measured against"
     )
 
-# Rules run the package from this checkout, installed or not, inside any conda env.
-MIMETIC = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m mimetic"
-
-RUNS = "results/runs/{experiment}/{arm}/seed{seed}"
+# Rules run `python -m mimetic` from this checkout, installed or not, inside any conda env:
+# jobs inherit this variable, and cluster jobs set it again when they load the Snakefile.
+os.environ.update(PYTHONPATH=str(Path(workflow.basedir) / "src"))
 
 wildcard_constraints:
     experiment="|".join(map(str, config["experiments"])),
     arm="|".join(map(str, config["arms"])),
-    seed=r"\d+",
+    seed=r"\d{1,9}",
 
 
 def run_dirs(experiment=None):
     """Every run folder of the grid (of one experiment, if given)."""
     return [
-        RUNS.format(experiment=e, arm=a, seed=s)
+        f"results/runs/{e}/{a}/seed{s}"
         for e in config["experiments"]
         if experiment in (None, e)
         for a in config["arms"]
@@ -49,11 +49,11 @@ def train_args(wildcards):
     for key, value in recipe.items():
         if value is None:
             continue
-        flag = "--" + key.replace("_", "-")
+        option = key.replace("_", "-")
         if isinstance(value, bool):
-            args.append(flag if value else "--no-" + key.replace("_", "-"))
+            args.append(f"--{option}" if value else f"--no-{option}")
         else:
-            args += [flag, str(value)]
+            args += [f"--{option}", str(value)]
     args += ["--arm", arm["init"], "--seed", wildcards.seed]
     for key, value in arm["params"].items():
         args += ["--init-param", f"{key}={value}"]

@@ -1,8 +1,8 @@
 rule train:
     output:
-        metrics=RUNS + "/metrics.csv",
-        weights=RUNS + "/final.safetensors",
-        summary=RUNS + "/summary.json",
+        metrics="results/runs/{experiment}/{arm}/seed{seed}/metrics.csv",
+        weights="results/runs/{experiment}/{arm}/seed{seed}/final.safetensors",
+        summary="results/runs/{experiment}/{arm}/seed{seed}/summary.json",
     log:
         "logs/train/{experiment}/{arm}/seed{seed}.log",
     params:
@@ -14,5 +14,5 @@ rule train:
     conda:
         "../envs/mimetic.yaml"
     shell:
-        "{MIMETIC} train {params.args} --out {params.out} --checkpoint {params.checkpoint}"
+        "python -m mimetic train {params.args} --out {params.out} --checkpoint {params.checkpoint}"
         " --threads {threads} > {log} 2>&1"
