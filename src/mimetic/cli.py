@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from mimetic import gpu
     from mimetic.train import train
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
@@ -50,11 +54,47 @@ def _train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(**values)
     try:
         cfg.validate()
+        if args.gpus is not None and args.gpus < 0 or args.processes is not None and args.processes < 1:
+            raise ValueError(f"--gpus={args.gpus} must be >= 0 and --processes={args.processes} >= 1")
     except ValueError as e:
         raise SystemExit(f"mimetic train: bad option: {e}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    train(cfg, args.out, checkpoint=args.checkpoint, device=args.device, log=lambda s: print(s, flush=True))
+    if "WORLD_SIZE" in os.environ:  # a torchrun worker: the launcher below chose the devices
+        train(cfg, args.out, checkpoint=args.checkpoint, device="cuda" if args.gpus else "cpu", log=_print)
+        return
+    gpus = (1 if torch.cuda.device_count() > 0 else 0) if args.gpus is None else args.gpus
+    nproc = args.processes or max(gpus, 1)
+    # Held until this process exits; the kernel frees it even on SIGKILL.
+    lease = gpu.claim(gpus, slots=args.runs_per_gpu) if gpus else None
+    if lease:
+        print(f"GPU(s) {','.join(lease.devices)} (CUDA_VISIBLE_DEVICES)", flush=True)
+    if nproc == 1:
+        train(cfg, args.out, checkpoint=args.checkpoint, device="cuda" if gpus else "cpu", log=_print)
+    else:
+        _torchrun(nproc, [*args.argv, f"--gpus={gpus}"])
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _torchrun(nproc: int, argv: list[str]) -> None:
+    """Re-run `python -m mimetic <argv>` under torchrun with `nproc` processes (one per GPU)."""
+    # --standalone: a local rendezvous on a free port, so concurrent runs never collide.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "mimetic", *argv]
+    # torchrun must not outlive us: if this launcher is killed, its workers get SIGTERM.
+    status = subprocess.run(cmd, preexec_fn=_die_with_parent).returncode
+    if status:
+        raise SystemExit(f"mimetic train: torchrun exited with status {status}")
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _arms(args: argparse.Namespace) -> None:
@@ -93,7 +133,13 @@ def parser() -> argparse.ArgumentParser:
     _add_config_options(t)
     t.add_argument("--out", required=True, help="the run's folder")
     t.add_argument("--checkpoint", help="checkpoint file: resumed from if present, deleted when the run is done")
-    t.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    t.add_argument("--gpus", type=int, default=None,
+                   help="GPUs this run takes (0: the CPU); default: 1 if a GPU is visible, else 0. Each is "
+                        "locked for the run (not under SLURM, whose CUDA_VISIBLE_DEVICES is used as given)")
+    t.add_argument("--runs-per-gpu", type=int, default=1, help="runs that may share one GPU")
+    t.add_argument("--processes", type=int, default=None,
+                   help="data-parallel processes (torchrun); default: one per GPU. --gpus 0 --processes 2 runs DDP "
+                        "on the CPU (gloo). batch_size is the global batch, split evenly over processes")
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.set_defaults(func=_train)
 
@@ -115,7 +161,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    args.argv = argv
     args.func(args)
     return 0
 

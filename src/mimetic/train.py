@@ -8,14 +8,16 @@ last finished epoch with the same result it would have had uninterrupted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import torch
@@ -66,10 +68,13 @@ class TrainConfig:
     flip: str = _opt("auto", f"{FLIPS}: horizontal flips; auto = only where the dataset allows")
     eval_batch_size: int = _opt(1024, "evaluation batch size")
     amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
+    accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (same global batch)")
+    compile: bool = _opt(False, "torch.compile the model (CUDA only)")
+    checkpoint_every: int = _opt(1, "epochs between checkpoints (the last epoch is always checkpointed)")
 
     # Fields that do not change what a run computes: a checkpoint made under other
     # values of these is still this run's.
-    EXECUTION = ("data_root", "eval_batch_size")
+    EXECUTION = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every")
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field; fill the arm's default parameters."""
@@ -80,7 +85,7 @@ class TrainConfig:
         for name, choices in (("pool", POOLS), ("pos_embed", POS_EMBEDS), ("flip", FLIPS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {choices}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "accum_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
         for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed"):
@@ -93,6 +98,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
+        if self.batch_size % self.accum_steps:
+            raise ValueError(f"batch_size={self.batch_size} is not divisible by accum_steps={self.accum_steps}")
         self.init_params = check_params(self.arm, self.init_params)
         return self
 
@@ -140,14 +147,56 @@ def build_model(cfg: TrainConfig, data: ImageData) -> nn.Module:
     return apply_init(model, cfg.arm, seed=cfg.seed, **cfg.init_params)
 
 
-class Batches:
-    """The training set on the device, served in shuffled, augmented, normalized batches."""
 
-    def __init__(self, data: ImageData, cfg: TrainConfig, device: torch.device):
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a data-parallel run (world 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, n: int) -> slice:
+        """This rank's contiguous share of n items (the first n % world ranks get one more)."""
+        per, extra = divmod(n, self.world)
+        start = self.rank * per + min(self.rank, extra)
+        return slice(start, start + per + (self.rank < extra))
+
+    def sum(self, t: Tensor) -> Tensor:
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        return t
+
+
+def setup_distributed(device: str) -> tuple[Dist, torch.device]:
+    """Join the process group torchrun set up (if any) and pick this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.device_count() > 0)
+    if world == 1:
+        return Dist(), torch.device("cuda" if cuda and device == "auto" else device if device != "auto" else "cpu")
+    local = int(os.environ["LOCAL_RANK"])
+    if cuda:
+        torch.cuda.set_device(local)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    return Dist(torch.distributed.get_rank(), world), torch.device(f"cuda:{local}" if cuda else "cpu")
+
+
+class Batches:
+    """The training set on the device, served in shuffled, augmented, normalized batches.
+
+    Every rank draws the same global batch with the same generator and keeps its shard, so
+    a data-parallel run sees exactly the inputs of a single-process run.
+    """
+
+    def __init__(self, data: ImageData, cfg: TrainConfig, device: torch.device, dist: Dist = Dist()):
         self.x, self.y = data.train_x.to(device), data.train_y.to(device)
         mean, std = data.stats()
         self.mean, self.std = mean.to(device)[:, None, None], std.to(device)[:, None, None]
-        self.cfg = cfg
+        self.cfg, self.dist = cfg, dist
         self.flip = cfg.flip == "yes" or (cfg.flip == "auto" and data.flip)
         self.batch_size = min(cfg.batch_size, len(self.x))
         self.steps = len(self.x) // self.batch_size  # the last partial batch is dropped
@@ -155,7 +204,8 @@ class Batches:
     def normalize(self, x: Tensor) -> Tensor:
         return (x.float() / 255 - self.mean) / self.std
 
-    def epoch(self, epoch: int):
+    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """(x, y) of this rank's share of each global batch of `epoch`."""
         # One generator per (seed, epoch): resuming at an epoch needs no saved data RNG.
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.x), generator=gen).to(self.x.device)
@@ -164,14 +214,17 @@ class Batches:
             x = random_crop(self.x[idx], self.cfg.crop_padding, gen)
             if self.flip:
                 x = random_flip(x, gen)
-            yield self.normalize(x), self.y[idx]
+            mine = self.dist.shard(len(idx))
+            yield self.normalize(x[mine]), self.y[idx][mine]
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, normalize: Callable[[Tensor], Tensor], batch_size: int,
-             amp: bool) -> tuple[float, float]:
-    """Mean loss and accuracy (%) over (x, y)."""
+             amp: bool, dist: Dist = Dist()) -> tuple[float, float]:
+    """Mean loss and accuracy (%) over (x, y); in a data-parallel run each rank takes a shard."""
     model.eval()
+    mine = dist.shard(len(x))
+    x, y = x[mine], y[mine]
     loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
     for i in range(0, len(x), batch_size):
         xb, yb = normalize(x[i : i + batch_size]), y[i : i + batch_size]
@@ -179,7 +232,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, normalize: Callable[[Tensor
             logits = model(xb)
         loss += F.cross_entropy(logits.float(), yb, reduction="sum")
         correct += (logits.argmax(-1) == yb).sum()
-    return loss.item() / len(x), 100 * correct.item() / len(x)
+    totals = dist.sum(torch.stack([loss, correct.float(), torch.tensor(float(len(x)), device=x.device)]))
+    return (totals[0] / totals[2]).item(), (100 * totals[1] / totals[2]).item()
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -203,22 +257,71 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if k not in TrainConfig.EXECUTION and a.get(k) != b.get(k))
 
 
+def _train_epoch(model: nn.Module, batches: Batches, epoch: int, optimizer: torch.optim.Optimizer,
+                 scheduler: CosineLRScheduler, cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """One epoch of updates. Returns this rank's per-step losses, loss sum and correct count.
+
+    Losses stay on the device (no host sync per step); the caller checks them once per epoch.
+    """
+    dev = batches.x.device
+    losses = torch.zeros(batches.steps, device=dev)
+    loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
+    model.train()
+    for step, (x, y) in enumerate(batches.epoch(epoch)):
+        optimizer.zero_grad(set_to_none=True)
+        for i, (xm, ym) in enumerate(zip(x.chunk(cfg.accum_steps), y.chunk(cfg.accum_steps))):
+            # DDP all-reduces gradients on the last micro-batch only.
+            sync = i == cfg.accum_steps - 1 or not isinstance(model, nn.parallel.DistributedDataParallel)
+            with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(dev, cfg.amp):
+                logits = model(xm)
+            loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
+            (loss * len(ym) / len(y)).backward()
+            losses[step] += loss.detach() * len(ym) / len(y)
+            loss_sum += loss.detach() * len(ym)
+            correct += (logits.argmax(-1) == ym).sum()
+        if cfg.clip_grad > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        optimizer.step()
+        scheduler.step_update(num_updates=epoch * batches.steps + step + 1)
+    return losses, loss_sum, correct
+
+
+def _check_finite(losses: Tensor, epoch: int, dist: Dist) -> None:
+    bad = dist.sum((~torch.isfinite(losses)).float())
+    if bad.any():
+        step = int(bad.nonzero()[0])
+        raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1} step {step + 1} (both counted "
+                                 "from 1); the run stops and writes no outputs")
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | None = None,
           device: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train one run into `out_dir`; returns its summary.
 
-    checkpoint: a file written after every epoch and read back on start, so a killed run
-    resumes; removed once the run's outputs are complete.
+    checkpoint: written every cfg.checkpoint_every epochs and read back on start, so a killed
+    run resumes; removed once the run's outputs are complete. Under torchrun, every rank
+    trains its shard of each batch and rank 0 writes.
     """
     cfg.validate()
+    dist, dev = setup_distributed(device)
+    if cfg.batch_size % (dist.world * cfg.accum_steps):
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by processes x accum_steps "
+                         f"= {dist.world} x {cfg.accum_steps}")
+    log = log if dist.main else (lambda s: None)
     out_dir = Path(out_dir)
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     data = load_dataset(cfg.dataset, cfg.data_root)
-    model = build_model(cfg, data).to(dev)
-    batches = Batches(data, cfg, dev)
+    net = build_model(cfg, data).to(dev)  # the plain module: weights, checkpoints, evaluation
+    model = net
+    if dist.world > 1:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    if cfg.compile and dev.type == "cuda":
+        model = torch.compile(model)
+    batches = Batches(data, cfg, dev, dist)
     test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
 
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps)
+    # fused AdamW: one kernel for the whole update on CUDA (the CPU keeps the reference path).
+    optimizer = create_optimizer_v2(net, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
+                                    **({"fused": True} if dev.type == "cuda" else {}))
     steps = batches.steps
     scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr,
                                   warmup_t=cfg.warmup_epochs * steps, warmup_lr_init=cfg.min_lr,
@@ -233,46 +336,32 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
         if diff:
             log(f"checkpoint {ckpt} belongs to another config (differs in {diff}); starting from scratch")
         else:
-            model.load_state_dict(state["model"])
+            net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"], dev)
             rows, start_epoch, elapsed = state["rows"], state["epoch"] + 1, state["elapsed"]
-            log(f"resumed from {ckpt} after epoch {state['epoch']}")
+            log(f"resumed from {ckpt} after epoch {state['epoch'] + 1}")
 
+    seen = steps * batches.batch_size  # images per epoch, all ranks together
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        model.train()
-        loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
         lr = optimizer.param_groups[0]["lr"]
-        for step, (x, y) in enumerate(batches.epoch(epoch)):
-            with _autocast(dev, cfg.amp):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch + 1} step {step + 1} "
-                                         f"(both counted from 1); "
-                                         "no outputs were written")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            optimizer.step()
-            scheduler.step_update(num_updates=epoch * steps + step + 1)
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(-1) == y).sum()
-        seen = steps * batches.batch_size
-        train_loss, train_acc = loss_sum.item() / seen, 100 * correct.item() / seen
+        losses, loss_sum, correct = _train_epoch(model, batches, epoch, optimizer, scheduler, cfg)
+        _check_finite(losses, epoch, dist)
+        totals = dist.sum(torch.stack([loss_sum, correct.float()]))
+        train_loss, train_acc = totals[0].item() / seen, 100 * totals[1].item() / seen
         train_time = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, test_x, test_y, batches.normalize, cfg.eval_batch_size, cfg.amp)
+        test_loss, test_acc = evaluate(net, test_x, test_y, batches.normalize, cfg.eval_batch_size, cfg.amp, dist)
         elapsed += time.perf_counter() - t0
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                      "test_loss": test_loss, "test_acc": test_acc, "images_per_s": seen / train_time,
                      "wall_time": elapsed})
         log(f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train loss {train_loss:.4f} acc {train_acc:.2f} | "
             f"test loss {test_loss:.4f} acc {test_acc:.2f} | {seen / train_time:.0f} img/s")
-        if ckpt:
-            io.torch_save(ckpt, {"config": cfg.to_dict(), "epoch": epoch, "model": model.state_dict(),
+        last = epoch + 1 == cfg.epochs
+        if ckpt and dist.main and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
+            io.torch_save(ckpt, {"config": cfg.to_dict(), "epoch": epoch, "model": net.state_dict(),
                                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                  "rng": _rng_state(dev), "rows": rows, "elapsed": elapsed})
 
@@ -283,12 +372,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
         "best_epoch": int(best["epoch"]), "final_test_loss": float(metrics["test_loss"].iloc[-1]),
         "epochs": cfg.epochs, "wall_time": elapsed, "seed": cfg.seed, "arm": cfg.arm,
         "init_params": cfg.init_params, "config": cfg.to_dict(), "device": _device_name(dev),
-        "parameters": sum(p.numel() for p in model.parameters()), "environment": environment(),
+        "processes": dist.world, "parameters": sum(p.numel() for p in net.parameters()),
+        "environment": environment(),
     }
-    io.write_csv(out_dir / "metrics.csv", metrics)
-    io.write_safetensors(out_dir / "final.safetensors", model.state_dict(),
-                         metadata={"model": cfg.model, "arm": cfg.arm, "seed": str(cfg.seed)})
-    io.write_json(out_dir / "summary.json", summary)
-    if ckpt:
-        ckpt.unlink(missing_ok=True)
+    if dist.main:
+        io.write_csv(out_dir / "metrics.csv", metrics)
+        io.write_safetensors(out_dir / "final.safetensors", net.state_dict(),
+                             metadata={"model": cfg.model, "arm": cfg.arm, "seed": str(cfg.seed)})
+        io.write_json(out_dir / "summary.json", summary)
+        if ckpt:
+            ckpt.unlink(missing_ok=True)
+    if dist.world > 1:
+        torch.distributed.barrier()
     return summary
