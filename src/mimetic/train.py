@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from mimetic import io
 from mimetic.data import DATASETS, ImageData, load_dataset
-from mimetic.data.augment import random_crop, random_flip
+from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
 from mimetic.init import apply_init, check_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
 
@@ -64,6 +64,11 @@ class TrainConfig:
     drop_path: float = _opt(0.0, "stochastic depth rate")
     crop_padding: int = _opt(0, "random crop after zero padding by this many pixels; 0 disables it")
     flip: str = _opt("auto", f"{FLIPS}: horizontal flips; auto = only where the dataset allows")
+    randaugment: str = _opt("", "RandAugment in timm's syntax, e.g. rand-m9-mstd0.5-inc1 (on the device); "
+                                "empty disables it")
+    mixup: float = _opt(0.0, "mixup Beta(alpha, alpha) parameter; 0 disables it")
+    cutmix: float = _opt(0.0, "cutmix Beta(alpha, alpha) parameter; 0 disables it (with mixup too: "
+                              "one of the two per batch)")
     eval_batch_size: int = _opt(1024, "evaluation batch size")
     amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
 
@@ -83,7 +88,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed"):
+        for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed", "mixup",
+                     "cutmix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
         if not self.lr > 0 or not self.opt_eps > 0:
@@ -93,6 +99,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
+        if self.randaugment:
+            RandAugment.parse(self.randaugment)
         self.init_params = check_params(self.arm, self.init_params)
         return self
 
@@ -141,7 +149,9 @@ def build_model(cfg: TrainConfig, data: ImageData) -> nn.Module:
 
 
 class Batches:
-    """The training set on the device, served in shuffled, augmented, normalized batches."""
+    """The training set on the device, served in shuffled, augmented, normalized batches:
+    crop, flip, RandAugment on uint8, then normalisation, then mixup/cutmix. Targets are class
+    indices, or soft targets (N, classes) under mixup/cutmix."""
 
     def __init__(self, data: ImageData, cfg: TrainConfig, device: torch.device):
         self.x, self.y = data.train_x.to(device), data.train_y.to(device)
@@ -151,6 +161,9 @@ class Batches:
         self.flip = cfg.flip == "yes" or (cfg.flip == "auto" and data.flip)
         self.batch_size = min(cfg.batch_size, len(self.x))
         self.steps = len(self.x) // self.batch_size  # the last partial batch is dropped
+        self.randaugment = RandAugment.parse(cfg.randaugment) if cfg.randaugment else None
+        self.fill = (mean * 255).round()  # RandAugment's fill colour, as timm: the dataset mean
+        self.num_classes = data.num_classes
 
     def normalize(self, x: Tensor) -> Tensor:
         return (x.float() / 255 - self.mean) / self.std
@@ -164,7 +177,12 @@ class Batches:
             x = random_crop(self.x[idx], self.cfg.crop_padding, gen)
             if self.flip:
                 x = random_flip(x, gen)
-            yield self.normalize(x), self.y[idx]
+            if self.randaugment:
+                x = self.randaugment(x, gen, self.fill)
+            x, y = self.normalize(x), self.y[idx]
+            if self.cfg.mixup > 0 or self.cfg.cutmix > 0:
+                x, y = mix(x, y, self.num_classes, self.cfg.mixup, self.cfg.cutmix, gen)
+            yield x, y
 
 
 @torch.no_grad()
@@ -248,6 +266,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
         for step, (x, y) in enumerate(batches.epoch(epoch)):
             with _autocast(dev, cfg.amp):
                 logits = model(x)
+            # Soft targets (mixup/cutmix) work as they are; label smoothing applies to both.
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss ({loss.item()}) at epoch {epoch} step {step}; "
@@ -259,7 +278,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
             optimizer.step()
             scheduler.step_update(num_updates=epoch * steps + step + 1)
             loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(-1) == y).sum()
+            correct += (logits.argmax(-1) == (y if y.ndim == 1 else y.argmax(-1))).sum()
         seen = steps * batches.batch_size
         train_loss, train_acc = loss_sum.item() / seen, 100 * correct.item() / seen
         train_time = time.perf_counter() - t0
