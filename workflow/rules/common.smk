@@ -24,6 +24,10 @@ MIMETIC = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))}${{PYTH
 
 RUNS = "results/runs/{experiment}/{arm}/seed{seed}"
 
+# Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
+# which is indexed in place and read by worker processes).
+PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
+
 wildcard_constraints:
     experiment="|".join(map(str, config["experiments"])),
     arm="|".join(map(str, config["arms"])),
@@ -57,6 +61,28 @@ def train_args(wildcards):
     args += ["--arm", arm["init"], "--seed", wildcards.seed]
     for key, value in arm["params"].items():
         args += ["--init-param", f"{key}={value}"]
+    return shlex.join(args)
+
+
+def data_inputs(wildcards):
+    """The prepared dataset a run reads: none for the built-in datasets (digits, synthetic)
+    or where the recipe's `data_root` names a prepared folder of its own."""
+    recipe = config["experiments"][wildcards.experiment]
+    if recipe["dataset"] not in PREPARED_DATASETS or recipe.get("data_root"):
+        return []
+    return expand("resources/data/{dataset}/{file}", dataset=recipe["dataset"],
+                  file=["train.npz", "test.npz", "meta.json"])
+
+
+def imagenet_args(wildcards):
+    """`mimetic prepare imagenet` options from config `data.imagenet` (unset root: the
+    command fails with a message naming the key)."""
+    cfg = config["data"]["imagenet"]
+    args = [] if cfg["root"] is None else ["--root", cfg["root"]]
+    args += ["--image-size", str(cfg["image_size"])]
+    for key in ("train_per_class", "val_per_class"):
+        if cfg[key] is not None:
+            args += ["--" + key.replace("_", "-"), str(cfg[key])]
     return shlex.join(args)
 
 

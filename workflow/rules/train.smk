@@ -1,4 +1,6 @@
 rule train:
+    input:
+        data_inputs,
     output:
         metrics=RUNS + "/metrics.csv",
         weights=RUNS + "/final.safetensors",
