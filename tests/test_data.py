@@ -251,3 +251,17 @@ def test_builtin_datasets_need_no_data_stage():
     assert digits.train_x.shape[1:] == (1, 8, 8) and digits.train_x.dtype == torch.uint8 and not digits.flip
     synthetic = load_dataset("synthetic")
     assert synthetic.train_x.shape[1:] == (3, 32, 32) and synthetic.flip
+
+
+def test_cli_prepare_exits_with_the_message(tmp_path, monkeypatch):
+    from mimetic.cli import main
+
+    spec = PREPARED["cifar10"]
+    monkeypatch.setitem(PREPARED, "cifar10", dataclasses.replace(
+        spec, sources=[Source(OFFLINE_URL + s.filename, s.filename, s.md5) for s in spec.sources]))
+    with pytest.raises(SystemExit, match=r"mimetic prepare: cifar10: .*data\.cifar10\.root"):
+        main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out")])
+    cifar_archive(tmp_path / "raw", "cifar10")
+    point_at(monkeypatch, "cifar10", tmp_path / "raw")
+    assert main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out")]) == 0
+    assert load_dataset("cifar10", tmp_path / "out").train_x.shape == (20, 3, 32, 32)
