@@ -49,7 +49,7 @@ def _folder(root: str | Path | None, split: str) -> Path:
     if root is None:
         raise DatasetUnavailable(f"imagenet: no folder given; ImageNet is never downloaded. Set the config key "
                                  f"{ROOT_KEY} to your copy (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)")
-    folder = Path(root) / split
+    folder = Path(root).resolve() / split  # absolute, so the index works from any directory
     if not folder.is_dir():
         raise DatasetUnavailable(f"imagenet: {folder} is not a folder; the config key {ROOT_KEY} must name a copy "
                                  f"in ImageFolder layout (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)")
@@ -87,7 +87,7 @@ def index(root: str | Path | None, out: str | Path = OUT, *, image_size: int = 2
         counts[split] = len(samples)
         with io.atomic_path(out / f"{split}.csv") as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([("path", "label"), *samples])
-    meta = {"name": "imagenet", "root": str(Path(root).resolve()), "classes": classes, "image_size": image_size,
+    meta = {"name": "imagenet", "root": str(folders["train"].parent), "classes": classes, "image_size": image_size,
             "train_per_class": train_per_class, "val_per_class": val_per_class, **counts}
     io.write_json(out / "meta.json", meta)
     return meta
