@@ -25,7 +25,7 @@ TINY = {
     "seeds": [0, 1],
     "arms": {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}},
     "experiments": {"digits": {"dataset": "digits", "model": "vit_digits", "epochs": 2, "batch_size": 256,
-                               "warmup_epochs": 1, "lr": 0.002}},
+                               "warmup_epochs": 1, "lr": 0.002, "gpus": 0}},
 }
 
 
@@ -109,10 +109,9 @@ def test_lint_is_clean():
 
 
 def test_shipped_configs_are_complete_dry_runs(tmp_path):
-    for name in ("config.yaml", "quickstart.yaml"):
-        config = yaml.safe_load((REPO / "config" / name).read_text())
-        proc = snakemake(tmp_path, config, "-n", "--cores", "1")
-        assert proc.returncode == 0, (name, proc.stderr[-2000:])
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        proc = snakemake(tmp_path, yaml.safe_load(path.read_text()), "-n", "--cores", "1")
+        assert proc.returncode == 0, (path.name, proc.stdout[-2000:])
 
 
 def test_schema_mirrors_the_train_options():
@@ -121,8 +120,10 @@ def test_schema_mirrors_the_train_options():
     props = SCHEMA["$defs"]["experiment"]["properties"]
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     per_run = {"arm", "init_params", "seed"}  # set by the arms and seeds, not per experiment
-    assert set(props) == set(fields) - per_run
+    assert set(props) - {"gpus"} == set(fields) - per_run  # gpus: the rule's resource
     for name, prop in props.items():
+        if name == "gpus":
+            continue
         if "default" in prop:
             assert prop["default"] == fields[name].default, name
         else:
@@ -139,7 +140,7 @@ def test_schema_mirrors_the_train_options():
 
 
 # Import name -> conda-forge package, for the imports of src/mimetic.
-CONDA_NAMES = {"torch": "pytorch", "sklearn": "scikit-learn", "yaml": "pyyaml", "matplotlib": "matplotlib-base",
+CONDA_NAMES = {"torch": "pytorch", "PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml", "matplotlib": "matplotlib-base",
                "seaborn": "seaborn-base"}
 STDLIB = set(sys.stdlib_module_names) | {"mimetic"}
 
@@ -187,3 +188,33 @@ def test_results_folder_is_ignored_but_documented():
     assert (REPO / "results/README.md").is_file()
     ignored = subprocess.run(["git", "check-ignore", "-q", "results/runs/x/summary.json"], cwd=REPO)
     assert ignored.returncode == 0
+
+
+def test_rules_set_pythonpath_in_the_command_itself():
+    """Snakemake drops PYTHONPATH from a job's environment under --use-conda, so a rule that
+    relied on an inherited one would not find the package there."""
+    for rules in (REPO / "workflow/rules").glob("*.smk"):
+        for command in re.findall(r'"([^"\n]*python -m mimetic[^"\n]*)"', rules.read_text()):
+            assert command.startswith("PYTHONPATH={params.src:q} python -m mimetic"), (rules.name, command)
+
+
+def test_slurm_profile_is_valid_for_snakemake(tmp_path):
+    """Dry-run the workflow through the SLURM profile (conda swapped out: not on CI)."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["software-deployment-method"] == "conda"
+    assert profile["retries"] >= 1 and profile["rerun-incomplete"]  # pre-empted runs come back
+    del profile["software-deployment-method"]
+    (tmp_path / "slurm").mkdir()
+    (tmp_path / "slurm/config.yaml").write_text(yaml.safe_dump(profile))
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    proc = snakemake(tmp_path, config, "-n", "--profile", str(tmp_path / "slurm"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "train" in proc.stdout
+
+
+def test_train_jobs_ask_for_the_experiments_gpus(tmp_path):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["experiments"]["cifar10"]["gpus"] = 4
+    proc = snakemake(tmp_path, config, "-n", "-p", "--cores", "1")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "gpu=4" in proc.stdout and "--gpus 4" in proc.stdout

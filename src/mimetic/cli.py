@@ -97,6 +97,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _prepare(args: argparse.Namespace) -> None:
+    from mimetic.data import DatasetError, prepare
+    from mimetic.data.imagenet import index
+
+    try:
+        if args.dataset == "imagenet":
+            meta = index(args.root, args.out or "resources/data/imagenet", image_size=args.image_size,
+                         train_per_class=args.train_per_class, val_per_class=args.val_per_class)
+        else:
+            meta = prepare(args.dataset, args.root, args.out)
+    except DatasetError as e:
+        raise SystemExit(f"mimetic prepare: {e}")
+    print(f"{args.dataset}: {meta['train']} training and {meta.get('test', meta.get('val'))} test images, "
+          f"{len(meta['classes'])} classes", flush=True)
+
+
 def _arms(args: argparse.Namespace) -> None:
     for name in ARMS:
         params = ", ".join(f"{k}={v}" for k, v in arm_params(name).items()) or "no parameters"
@@ -142,6 +158,21 @@ def parser() -> argparse.ArgumentParser:
                         "on the CPU (gloo). batch_size is the global batch, split evenly over processes")
     t.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.set_defaults(func=_train)
+
+    from mimetic.data import PREPARED
+
+    d = sub.add_parser("prepare", help="the data stage: download, verify and convert one dataset",
+                       description="Put a dataset under resources/data/<name>/: uint8 train.npz/test.npz "
+                                   "(ImageNet: an index of its folder). See docs/datasets.md.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("dataset", choices=[*PREPARED, "imagenet"])
+    d.add_argument("--root", help="folder with the upstream files (downloaded into it when absent; "
+                                  "default resources/data/<name>); for imagenet, its ImageFolder copy")
+    d.add_argument("--out", help="output folder (default resources/data/<name>)")
+    d.add_argument("--image-size", type=int, default=224, help="imagenet: the loaders' crop size")
+    d.add_argument("--train-per-class", type=int, help="imagenet: keep the first N training images per class")
+    d.add_argument("--val-per-class", type=int, help="imagenet: keep the first N validation images per class")
+    d.set_defaults(func=_prepare)
 
     a = sub.add_parser("arms", help="list the attention initializations and their parameters")
     a.set_defaults(func=_arms)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mimetic import io
 from mimetic.data import DATASETS, ImageData, load_dataset
-from mimetic.data.augment import random_crop, random_flip
+from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
 from mimetic.init import apply_init, check_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
 
@@ -66,6 +66,11 @@ class TrainConfig:
     drop_path: float = _opt(0.0, "stochastic depth rate")
     crop_padding: int = _opt(0, "random crop after zero padding by this many pixels; 0 disables it")
     flip: str = _opt("auto", f"{FLIPS}: horizontal flips; auto = only where the dataset allows")
+    randaugment: str = _opt("", "RandAugment in timm's syntax, e.g. rand-m9-mstd0.5-inc1 (on the device); "
+                                "empty disables it")
+    mixup: float = _opt(0.0, "mixup Beta(alpha, alpha) parameter; 0 disables it")
+    cutmix: float = _opt(0.0, "cutmix Beta(alpha, alpha) parameter; 0 disables it (with mixup too: "
+                              "one of the two per batch)")
     eval_batch_size: int = _opt(1024, "evaluation batch size")
     amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
     accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (same global batch)")
@@ -88,7 +93,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "accum_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed"):
+        for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed", "mixup",
+                     "cutmix"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
         if not self.lr > 0 or not self.opt_eps > 0:
@@ -100,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
         if self.batch_size % self.accum_steps:
             raise ValueError(f"batch_size={self.batch_size} is not divisible by accum_steps={self.accum_steps}")
+        if self.randaugment:
+            RandAugment.parse(self.randaugment)
         self.init_params = check_params(self.arm, self.init_params)
         return self
 
@@ -186,7 +194,9 @@ def setup_distributed(device: str) -> tuple[Dist, torch.device]:
 
 
 class Batches:
-    """The training set on the device, served in shuffled, augmented, normalized batches.
+    """The training set on the device, served in shuffled, augmented, normalized batches:
+    crop, flip, RandAugment on uint8, then normalisation, then mixup/cutmix. Targets are class
+    indices, or soft targets (N, classes) under mixup/cutmix.
 
     Every rank draws the same global batch with the same generator and keeps its shard, so
     a data-parallel run sees exactly the inputs of a single-process run.
@@ -200,6 +210,9 @@ class Batches:
         self.flip = cfg.flip == "yes" or (cfg.flip == "auto" and data.flip)
         self.batch_size = min(cfg.batch_size, len(self.x))
         self.steps = len(self.x) // self.batch_size  # the last partial batch is dropped
+        self.randaugment = RandAugment.parse(cfg.randaugment) if cfg.randaugment else None
+        self.fill = (mean * 255).round()  # RandAugment's fill colour, as timm: the dataset mean
+        self.num_classes = data.num_classes
 
     def normalize(self, x: Tensor) -> Tensor:
         return (x.float() / 255 - self.mean) / self.std
@@ -214,8 +227,13 @@ class Batches:
             x = random_crop(self.x[idx], self.cfg.crop_padding, gen)
             if self.flip:
                 x = random_flip(x, gen)
+            if self.randaugment:
+                x = self.randaugment(x, gen, self.fill)
+            x, y = self.normalize(x), self.y[idx]
+            if self.cfg.mixup > 0 or self.cfg.cutmix > 0:
+                x, y = mix(x, y, self.num_classes, self.cfg.mixup, self.cfg.cutmix, gen)
             mine = self.dist.shard(len(idx))
-            yield self.normalize(x[mine]), self.y[idx][mine]
+            yield x[mine], y[mine]
 
 
 @torch.no_grad()
@@ -274,11 +292,12 @@ def _train_epoch(model: nn.Module, batches: Batches, epoch: int, optimizer: torc
             sync = i == cfg.accum_steps - 1 or not isinstance(model, nn.parallel.DistributedDataParallel)
             with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(dev, cfg.amp):
                 logits = model(xm)
+            # Soft targets (mixup/cutmix) work as they are; label smoothing applies to both.
             loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
             (loss * len(ym) / len(y)).backward()
             losses[step] += loss.detach() * len(ym) / len(y)
             loss_sum += loss.detach() * len(ym)
-            correct += (logits.argmax(-1) == ym).sum()
+            correct += (logits.argmax(-1) == (ym.argmax(-1) if ym.ndim == 2 else ym)).sum()
         if cfg.clip_grad > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         optimizer.step()

@@ -9,13 +9,14 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     params:
+        src=SRC,
         runs=lambda wc, input: [str(Path(p).parent) for p in input],
         baseline=config["baseline"],
         out_dir=lambda wc, output: Path(output.summary).parent,
     conda:
         "../envs/mimetic.yaml"
     shell:
-        "python -m mimetic aggregate --runs {params.runs} --baseline {params.baseline}"
+        "PYTHONPATH={params.src:q} python -m mimetic aggregate --runs {params.runs} --baseline {params.baseline}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -27,7 +28,9 @@ rule plot_curves:
         pdf="results/figures/test_accuracy.pdf",
     log:
         "logs/plot_curves.log",
+    params:
+        src=SRC,
     conda:
         "../envs/mimetic.yaml"
     shell:
-        "python -m mimetic plot-curves --epochs {input} --out {output.png} > {log} 2>&1"
+        "PYTHONPATH={params.src:q} python -m mimetic plot-curves --epochs {input} --out {output.png} > {log} 2>&1"

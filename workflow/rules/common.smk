@@ -1,4 +1,3 @@
-import os
 import shlex
 from pathlib import Path
 
@@ -20,9 +19,14 @@ if config["baseline"] not in config["arms"]:
         "set `baseline` to the arm gains are measured against"
     )
 
-# Rules run `python -m mimetic` from this checkout, installed or not, inside any conda env:
-# jobs inherit this variable, and cluster jobs set it again when they load the Snakefile.
-os.environ.update(PYTHONPATH=str(Path(workflow.basedir) / "src"))
+# Rules run `PYTHONPATH={params.src} python -m mimetic ...`: the package of this checkout,
+# installed or not. The variable is set in the command itself because Snakemake removes
+# PYTHONPATH from a job's environment when it activates the job's conda env.
+SRC = str(Path(workflow.basedir) / "src")
+
+# Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
+# which is indexed in place and read by worker processes).
+PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
 
 wildcard_constraints:
     experiment="|".join(map(str, config["experiments"])),
@@ -47,7 +51,7 @@ def train_args(wildcards):
     arm = config["arms"][wildcards.arm]
     args = []
     for key, value in recipe.items():
-        if value is None:
+        if value is None or key == "gpus":  # gpus: a resource of the rule, not a recipe key
             continue
         option = key.replace("_", "-")
         if isinstance(value, bool):
@@ -57,6 +61,28 @@ def train_args(wildcards):
     args += ["--arm", arm["init"], "--seed", wildcards.seed]
     for key, value in arm["params"].items():
         args += ["--init-param", f"{key}={value}"]
+    return shlex.join(args)
+
+
+def data_inputs(wildcards):
+    """The prepared dataset a run reads: none for the built-in datasets (digits, synthetic)
+    or where the recipe's `data_root` names a prepared folder of its own."""
+    recipe = config["experiments"][wildcards.experiment]
+    if recipe["dataset"] not in PREPARED_DATASETS or recipe.get("data_root"):
+        return []
+    return expand("resources/data/{dataset}/{file}", dataset=recipe["dataset"],
+                  file=["train.npz", "test.npz", "meta.json"])
+
+
+def imagenet_args(wildcards):
+    """`mimetic prepare imagenet` options from config `data.imagenet` (unset root: the
+    command fails with a message naming the key)."""
+    cfg = config["data"]["imagenet"]
+    args = [] if cfg["root"] is None else ["--root", cfg["root"]]
+    args += ["--image-size", str(cfg["image_size"])]
+    for key in ("train_per_class", "val_per_class"):
+        if cfg[key] is not None:
+            args += [f"--{key.replace('_', '-')}", str(cfg[key])]
     return shlex.join(args)
 
 

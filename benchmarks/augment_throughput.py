@@ -1,0 +1,134 @@
+"""Augmentation throughput (images/s): the on-device CIFAR path and the ImageNet per-worker path.
+
+Not a test. Run from the repository root:
+    PYTHONPATH=src python benchmarks/augment_throughput.py [--device cuda] [--threads 1]
+
+1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as train.Batches uses it:
+   crop+flip, RandAugment rand-m9-mstd0.5-inc1, normalise+mixup, normalise+cutmix, and the
+   whole Batches pipeline (crop 4, flip, RandAugment, mixup/cutmix).
+2. ImageNet path (mimetic.data.imagenet): decode one JPEG + timm's training transform, in this
+   one process, i.e. the throughput of one DataLoader worker. The JPEGs are 500x375 (ImageNet's
+   typical size) of smooth synthetic content, written to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mimetic.data import load_dataset
+from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
+from mimetic.data.imagenet import transform
+from mimetic.train import Batches, TrainConfig
+from torchvision.datasets.folder import default_loader
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rate(fn: Callable[[], object], images: int, device: torch.device, repeats: int) -> float:
+    """Median images/s over `repeats` timed calls, after one warm-up call."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return images / statistics.median(times)
+
+
+def device_path(device: torch.device, batch: int, repeats: int) -> dict[str, float]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    ra = RandAugment.parse("rand-m9-mstd0.5-inc1")
+    fill = torch.tensor([125.0, 123.0, 114.0])
+    mean = torch.tensor([0.49, 0.48, 0.45], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.25, 0.24, 0.26], device=device).view(1, 3, 1, 1)
+
+    def norm(v: torch.Tensor) -> torch.Tensor:
+        return (v.float() / 255 - mean) / std
+
+    results = {
+        "crop (pad 4) + flip": rate(lambda: random_flip(random_crop(x, 4, gen), gen), batch, device, repeats),
+        "RandAugment rand-m9-mstd0.5-inc1": rate(lambda: ra(x, gen, fill), batch, device, repeats),
+        "normalise + mixup (alpha 0.8)": rate(lambda: mix(norm(x), y, 10, 0.8, 0.0, gen), batch, device, repeats),
+        "normalise + cutmix (alpha 1.0)": rate(lambda: mix(norm(x), y, 10, 0.0, 1.0, gen), batch, device, repeats),
+    }
+    data = load_dataset("synthetic")  # 2048 CIFAR-shaped images: 4 batches of 512
+    cfg = TrainConfig(dataset="synthetic", model="vit_tiny_patch2_32", batch_size=batch, crop_padding=4,
+                      randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0).validate()
+    batches = Batches(data, cfg, device)
+    results["Batches: crop+flip+RandAugment+mixup/cutmix"] = rate(
+        lambda: [b for b in batches.epoch(0)], batches.steps * batches.batch_size, device, repeats)
+    return results
+
+
+def imagenet_worker(images: int, repeats: int) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i in range(images):
+            # Smooth content: a JPEG of the size and compressibility of a photo, not of noise.
+            small = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
+            big = F.interpolate(small, size=(375, 500), mode="bicubic").clamp(0, 255).to(torch.uint8)[0]
+            path = Path(tmp) / f"{i}.JPEG"
+            Image.fromarray(big.permute(1, 2, 0).numpy()).save(path, quality=90)
+            paths.append(path)
+        out = {}
+        for style, split in (("resnet", "train"), ("deit", "train"), ("resnet", "val")):
+            tf = transform(style, split, 224)
+            out[f"{style}-style {split}: JPEG decode + transform"] = rate(
+                lambda: [tf(default_loader(p)) for p in paths], images, torch.device("cpu"), repeats)
+        decode = rate(lambda: [default_loader(p) for p in paths], images, torch.device("cpu"), repeats)
+        out["JPEG decode alone (500x375)"] = decode
+        return out
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {torch.get_num_threads()} torch thread(s)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--jpegs", type=int, default=64, help="JPEGs for the ImageNet per-worker figure")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"machine: {machine(device)}; torch {torch.__version__}\n")
+    print(f"| device path, {args.batch} x 3 x 32 x 32 uint8 | images/s |\n|---|---:|")
+    for name, value in device_path(device, args.batch, args.repeats).items():
+        print(f"| {name} | {value:,.0f} |")
+    print("\n| ImageNet path, one worker (1 process), 224 px | images/s |\n|---|---:|")
+    for name, value in imagenet_worker(args.jpegs, args.repeats).items():
+        print(f"| {name} | {value:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()

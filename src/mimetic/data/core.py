@@ -1,0 +1,89 @@
+"""In-memory datasets: the ImageData container, the registry and the errors of the data stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Where the data stage puts each dataset (relative to the workflow's working directory).
+DATA_DIR = Path("resources/data")
+
+
+class DatasetError(RuntimeError):
+    """A dataset cannot be provided; the message says what to do about it."""
+
+
+class DatasetUnavailable(DatasetError):
+    """The dataset is not on disk and cannot be downloaded (offline, or never downloadable)."""
+
+
+class CorruptFile(DatasetError):
+    """A file failed its checksum or could not be read; it was moved aside or removed."""
+
+
+@dataclass
+class ImageData:
+    """A labelled image dataset held in memory. Images are uint8 (N, C, H, W)."""
+
+    name: str
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    num_classes: int
+    flip: bool  # whether a horizontal flip keeps an image's meaning
+
+    @property
+    def channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    def stats(self) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        # Per channel, so peak memory is one channel in float, not the whole set (CIFAR: 200 MB, not 600).
+        mean, std = [], []
+        for c in range(self.channels):
+            x = self.train_x[:, c].float().div_(255)
+            mean.append(x.mean())
+            std.append(x.std())
+        return torch.stack(mean), torch.stack(std)
+
+
+Loader = Callable[[Path | None], ImageData]
+DATASETS: dict[str, Loader] = {}
+
+
+def register(name: str) -> Callable[[Loader], Loader]:
+    def add(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+
+    return add
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> ImageData:
+    """Load dataset `name` from `root`: its prepared folder (default resources/data/<name>);
+    unused by the built-in datasets (digits, synthetic)."""
+    if name not in DATASETS:
+        hint = "; imagenet is read from its folder by mimetic.data.imagenet" if name == "imagenet" else ""
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}{hint}")
+    return DATASETS[name](Path(root) if root is not None else None)
+
+
+@dataclass
+class Arrays:
+    """A dataset as read from its upstream files: uint8 (N, C, H, W) images, int64 labels."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: list[str]
