@@ -9,6 +9,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analyze.smk"
+include: "workflow/rules/pretrained.smk"
+include: "workflow/rules/structure.smk"
 
 
 rule all:

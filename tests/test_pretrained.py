@@ -224,3 +224,33 @@ def test_run_model_rebuilds_the_initial_and_loads_the_final_weights(tmp_path):
     assert structure_metrics(attention_products(run_model(tmp_path, "init")))["diag_mean"].abs().gt(0.1).all()
     with pytest.raises(FileNotFoundError, match="not a finished training run"):
         run_model(tmp_path / "nothing", "final")
+
+
+def _is_figure(png, min_bytes=20_000):
+    pdf = png.with_suffix(".pdf")
+    return (png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > min_bytes
+            and pdf.read_bytes()[:5] == b"%PDF-")
+
+
+def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path):
+    folder, _, _ = vit_checkpoint
+    gpt2_path = tmp_path / "gpt2.safetensors"
+    save_file(gpt2_state_dict()[0], str(gpt2_path))
+    sources = {"vit": folder / "vit.safetensors", "gpt2": gpt2_path}
+    products = {}
+    for label, path in sources.items():
+        model, heads = (VIT, None) if label == "vit" else ("gpt2", GPT2_HEADS)
+        cli.main(["extract", "--model", model, "--file", str(path), "--out-dir", str(tmp_path / label)]
+                 + (["--num-heads", str(heads)] if heads else []))
+        products[label] = f"{label}={tmp_path / label / 'products.safetensors'}"
+    figures = tmp_path / "figures"
+    cli.main(["plot-heatmaps", "--products", str(tmp_path / "gpt2" / "products.safetensors"),
+              "--title", "gpt2 planted", "--crop", "0", "--out", str(figures / "gpt2_heatmaps.png")])
+    cli.main(["plot-heatmaps", "--products", str(tmp_path / "vit" / "products.safetensors"),
+              "--title", "vit planted", "--crop", "24", "--out", str(figures / "vit_heatmaps.png")])
+    cli.main(["plot-profile", "--out", str(figures / "profile.png"), "--metrics",
+              *(f"{label}={tmp_path / label / 'structure.csv'}" for label in sources)])
+    cli.main(["plot-compare", "--out", str(figures / "compare.png"), "--crop", "16", "--products",
+              *products.values()])
+    for name in ("gpt2_heatmaps", "vit_heatmaps", "profile", "compare"):
+        assert _is_figure(figures / f"{name}.png"), name

@@ -147,10 +147,7 @@ def _plot_compare(args: argparse.Namespace) -> None:
     from mimetic import plots
 
     sources = {label: _load_products(path) for label, path in args.products}
-    try:
-        plots.structure_comparison(sources, args.out, title=args.title, layers=args.layers, crop=args.crop)
-    except ValueError as e:
-        raise SystemExit(f"mimetic plot-compare: {e}")
+    plots.structure_comparison(sources, args.out, title=args.title, crop=args.crop)
 
 
 def _add_structure_commands(sub: argparse._SubParsersAction) -> None:
@@ -197,12 +194,12 @@ def _add_structure_commands(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("plot-compare", formatter_class=fmt,
                        help="side by side: pretrained vs initialized vs trained, a few layers each",
-                       description="One column per source: W_q W_k^T (head 1) and W_v W_proj at a few layers.")
+                       description="One column per source: W_q W_k^T (head 1) and W_v W_proj at each "
+                                   "source's first, middle and last layer.")
     c.add_argument("--products", nargs="+", type=_labelled, required=True, metavar="LABEL=SAFETENSORS",
                    help="products.safetensors of each source, in column order")
     c.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
     c.add_argument("--title", default="", help="figure title")
-    c.add_argument("--layers", type=int, nargs="+", help="0-based layers to show (default: first, middle, last)")
     c.add_argument("--crop", type=int, default=32, help="show the top-left CROP x CROP block; 0 shows all")
     c.set_defaults(func=_plot_compare)
 

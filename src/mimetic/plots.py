@@ -75,6 +75,7 @@ def attention_heatmaps(products: dict[str, Tensor], out: str | Path, title: str 
     """The paper's Figure 1 layout: layers across, heads down, W_q^h W_k^h^T per head, and a
     bottom row of W_v W_proj per layer. Each product has one symmetric colour scale shared by
     all its panels (so depth trends are visible); `crop` keeps the top-left block."""
+    sns.set_theme(context="paper", style="white", font_scale=1.1)  # the same look whatever was drawn before
     qk, vo = _crop(products["qk"], crop), _crop(products["vo"], crop)
     layers, heads, n = qk.shape[0], qk.shape[1], qk.shape[-1]
     size = 1.15
@@ -93,8 +94,9 @@ def attention_heatmaps(products: dict[str, Tensor], out: str | Path, title: str 
     fig.colorbar(im_vo, ax=axes[heads:], aspect=12, label=PRODUCT_LABELS["vo"])
     full = products["qk"].shape[-1]
     block = f"top-left {n}x{n} of {full}x{full}" if n < full else f"{n}x{n}"
-    fig.suptitle(f"{title + ': ' if title else ''}{PRODUCT_LABELS['qk']} per head (rows), "
-                 f"{PRODUCT_LABELS['vo']} (bottom row); {block}", fontsize=11)
+    heading = f"{title}\n" if title else ""  # on its own line: a grid of few layers is narrow
+    fig.suptitle(f"{heading}{PRODUCT_LABELS['qk']} per head (rows), {PRODUCT_LABELS['vo']} (bottom row); {block}",
+                 fontsize=11)
     _save(fig, out)
 
 
@@ -110,8 +112,9 @@ def diagonal_profile(metrics: pd.DataFrame, out: str | Path, hue: str = "model")
         for row, (metric, label) in enumerate((("diag_mean", "diagonal mean"),
                                                ("identity_cosine", "cosine similarity to I"))):
             ax = axes[row, col]
-            sns.lineplot(part, x="layer", y=metric, hue=hue, hue_order=order, marker="o", errorbar="sd",
-                         ax=ax, legend=row == 0 and col == 1)
+            # Markers and dashes differ per line too: an init and its trained model can overlap.
+            sns.lineplot(part, x="layer", y=metric, hue=hue, hue_order=order, style=hue, style_order=order,
+                         markers=True, dashes=True, errorbar="sd", ax=ax, legend=row == 0 and col == 1)
             ax.axhline(0, color="0.3", lw=0.8)
             ax.set(xlabel="layer" if row else "", ylabel=label)
             if row == 0:
@@ -124,31 +127,33 @@ def diagonal_profile(metrics: pd.DataFrame, out: str | Path, hue: str = "model")
 
 
 def structure_comparison(sources: dict[str, dict[str, Tensor]], out: str | Path, title: str = "",
-                         layers: list[int] | None = None, crop: int | None = 32) -> None:
+                         crop: int | None = 32) -> None:
     """Side by side, one column per source (e.g. pretrained, default init, mimetic init,
-    trained from each): W_q^h W_k^h^T of head 1 and W_v W_proj at a few layers (first,
-    middle, last by default; 0-based). Sources may differ in scale by orders of magnitude, so
-    each column has its own symmetric colour scale per product, printed under its name."""
-    depth = min(p["qk"].shape[0] for p in sources.values())
-    layers = layers if layers is not None else sorted({0, depth // 2, depth - 1})
-    bad = [layer for layer in layers if not 0 <= layer < depth]
-    if bad:
-        raise ValueError(f"layers {bad} out of range: the shallowest source has {depth} layers (0-based)")
-    rows = [("qk", layer) for layer in layers] + [("vo", layer) for layer in layers]
+    trained from each): W_q^h W_k^h^T of head 1 and W_v W_proj at each source's first, middle
+    and last layer (sources may differ in depth). They may also differ in scale by orders of
+    magnitude, so each column has its own symmetric colour scale per product, printed under
+    its name."""
+    sns.set_theme(context="paper", style="white", font_scale=1.1)  # the same look whatever was drawn before
+    positions = ("first", "middle", "last")
+    rows = [(product, pos) for product in ("qk", "vo") for pos in positions]
     size = 1.45
     fig, axes = plt.subplots(len(rows), len(sources), squeeze=False, layout="constrained",
-                             figsize=(size * len(sources) + 1.6, size * len(rows) + 0.9))
+                             figsize=(size * len(sources) + 1.6, size * len(rows) + 1.1))
     for col, (name, products) in enumerate(sources.items()):
+        depth = products["qk"].shape[0]
+        index = dict(zip(positions, (0, depth // 2, depth - 1)))
         qk = _crop(products["qk"][:, 0], crop)
         vo = _crop(products["vo"], crop)
+        layers = list(index.values())
         limits = {"qk": _symmetric_limit(qk[layers]), "vo": _symmetric_limit(vo[layers])}
-        for row, (product, layer) in enumerate(rows):
-            m = qk[layer] if product == "qk" else vo[layer]
+        for row, (product, pos) in enumerate(rows):
+            m = (qk if product == "qk" else vo)[index[pos]]
             _matrix(axes[row, col], m, limits[product])
-        axes[0, col].set_title(f"{name}\nQ/K ±{limits['qk']:.2g}, V/P ±{limits['vo']:.2g}", fontsize=9)
-    for row, (product, layer) in enumerate(rows):
-        head = " head 1" if product == "qk" else ""
-        axes[row, 0].set_ylabel(f"{'Q/K' if product == 'qk' else 'V/Proj'}\nlayer {layer + 1}{head}", fontsize=9)
+            axes[row, col].set_xlabel(f"layer {index[pos] + 1}/{depth}", fontsize=7, labelpad=2)
+        axes[0, col].set_title(f"{name}\nQ/K ±{limits['qk']:.3g}\nV/Proj ±{limits['vo']:.3g}", fontsize=8)
+    for row, (product, pos) in enumerate(rows):
+        what = "Q/K head 1" if product == "qk" else "V/Proj"
+        axes[row, 0].set_ylabel(f"{what}\n{pos} layer", fontsize=9)
     unit = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(-1, 1), cmap=_CMAP)
     fig.colorbar(unit, ax=axes, shrink=0.5, aspect=30, ticks=[-1, 0, 1], label="value / the column's scale (above)")
     n = qk.shape[-1]
