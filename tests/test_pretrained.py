@@ -254,3 +254,22 @@ def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path)
               *products.values()])
     for name in ("gpt2_heatmaps", "vit_heatmaps", "profile", "compare"):
         assert _is_figure(figures / f"{name}.png"), name
+
+
+def test_configs_validate_and_get_the_structure_defaults():
+    """Both shipped configs validate; the new sections default so older configs still do."""
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    root = Path(__file__).parents[1]
+    schema = str(root / "workflow" / "schemas" / "config.schema.yaml")
+    for name in ("config.yaml", "quickstart.yaml"):
+        config = yaml.safe_load((root / "config" / name).read_text())
+        validate(config, schema)
+        assert config["structure"] == {"seed": None, "crop": 64, "compare_crop": 32, "reference": {}}
+    assert config["pretrained"] == {}  # the quickstart downloads nothing
+    paper = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    validate(paper, schema)
+    assert paper["pretrained"]["gpt2"] == {"model": "gpt2", "file": None, "num_heads": None}

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from mimetic.attention import AttentionWeights, attention_layers
 from mimetic.data import ImageData
+from mimetic.models import MODELS
 from mimetic.train import TrainConfig, build_model
 
 # Heads of the released GPT-2 sizes; other GPT-2-layout checkpoints need `num_heads`.
@@ -51,9 +52,10 @@ def hub_cache() -> str:
 
 
 def _unavailable(model: str, config_key: str, cause: BaseException) -> PretrainedUnavailable:
+    reason = next(iter(str(cause).splitlines()), "")  # the hub client's first line says enough
     return PretrainedUnavailable(
         f"cannot load the pretrained weights of {model!r}: the hub is unreachable and they are not in the "
-        f"cache {hub_cache()} ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}). "
+        f"cache {hub_cache()} ({type(cause).__name__}: {reason}). "
         f"Either download them there on a machine with internet access (e.g. run this once online), or "
         f"set the config key `{config_key}` to a local checkpoint (safetensors or a PyTorch state dict)."
     )
@@ -76,7 +78,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 
 
 def load_timm(model: str, file: str | os.PathLike | None = None, *,
-              config_key: str = "pretrained.<label>.file") -> torch.nn.Module:
+              config_key: str = "pretrained.<label>.file") -> nn.Module:
     """The timm model `model` (architecture name, optionally with a pretrained tag) with its
     pretrained weights: from `file` if given, else from the hub (or its cache).
 
@@ -110,8 +112,10 @@ def gpt2_weights(state_dict: Mapping[str, Tensor], num_heads: int) -> list[Atten
         raise ValueError(f"GPT-2 checkpoint has attention layers {sorted(layers)}; expected 0..{len(layers) - 1}")
     out = []
     for i in range(len(layers)):
-        qkv = state_dict[layers[i]]
-        proj = state_dict[layers[i].replace("c_attn", "c_proj")]
+        proj_key = layers[i].replace("c_attn", "c_proj")
+        if proj_key not in state_dict:
+            raise ValueError(f"GPT-2 checkpoint has {layers[i]!r} but no {proj_key!r}")
+        qkv, proj = state_dict[layers[i]], state_dict[proj_key]
         d = qkv.shape[0]
         if qkv.shape != (d, 3 * d) or proj.shape != (d, d):
             raise ValueError(f"layer {i}: c_attn {tuple(qkv.shape)}, c_proj {tuple(proj.shape)}; a GPT-2 "
@@ -158,8 +162,6 @@ STAGES = ("init", "final")
 def _shape_only_data(cfg: TrainConfig, state: Mapping[str, Tensor]) -> ImageData:
     """An empty dataset with the run's channels, classes and image size: all `build_model`
     reads from the data, so the run's initial model is rebuilt without loading its dataset."""
-    from mimetic.models import MODELS
-
     size = MODELS[cfg.model]["img_size"]
     x = torch.empty(0, state["patch_embed.proj.weight"].shape[1], size, size, dtype=torch.uint8)
     y = torch.empty(0, dtype=torch.long)
