@@ -73,6 +73,28 @@ def test_vit_checkpoint_products_are_the_planted_ones(vit_checkpoint, name):
     assert torch.equal(products["vo"], vo.float())
 
 
+def test_vit_checkpoint_with_another_head_and_a_mismatched_one(tmp_path):
+    """A fine-tuned checkpoint (10 classes, no head at all) loads strictly; one whose attention
+    does not fit the architecture fails instead of leaving random weights."""
+    torch.manual_seed(1)
+    model = timm.create_model(VIT, pretrained=False, num_classes=10)
+    layer = attention_layers(model)[0]
+    w = planted(layer.dim, layer.num_heads, seed=5)
+    layer.write(**w)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp_path / "ft.safetensors"))
+    headless = {k: v for k, v in state.items() if not k.startswith("head.")}
+    torch.save({"state_dict": headless}, tmp_path / "headless.pth")  # nested, as training scripts save
+    qk, vo = expected_products([w], heads=3)
+    for name in ("ft.safetensors", "headless.pth"):
+        products = products_from_weights(pretrained_weights(VIT, tmp_path / name)[:1])
+        assert torch.equal(products["qk"], qk.float()) and torch.equal(products["vo"], vo.float()), name
+    del headless["blocks.3.attn.qkv.weight"]
+    save_file(headless, str(tmp_path / "broken.safetensors"))
+    with pytest.raises(RuntimeError, match="blocks.3.attn.qkv.weight"):
+        pretrained_weights(VIT, tmp_path / "broken.safetensors")
+
+
 def test_vit_products_give_the_models_attention_scores(vit_checkpoint):
     """Layout against timm's own forward pass: x qk[h] x^T are head h's attention logits
     (before the 1/sqrt(k) scale) and x vo is what proj(v(x)) computes."""

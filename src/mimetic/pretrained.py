@@ -91,10 +91,16 @@ def load_timm(model: str, file: str | os.PathLike | None = None, *,
         raise ValueError(f"{model!r} is not a timm model name; see timm.list_models() (tags like "
                          "'.augreg_in21k_ft_in1k' are allowed), or use 'gpt2' for GPT-2")
     if file is not None:
+        state = load_state_dict(_existing(file, config_key))
+        # A fine-tuned checkpoint may have any number of classes: build the model with the
+        # file's, so timm loads strictly (a mismatched attention key still fails loudly).
+        classifier = f"{timm.models.get_pretrained_cfg(model).classifier}.weight"
+        num_classes = state[classifier].shape[0] if classifier in state else 0
         # The overlay makes timm treat the file as the pretrained source, so the model's own
         # checkpoint filter (key renames, position-embedding resize) applies to it as to hub weights.
-        overlay = dict(file=str(_existing(file, config_key)))
-        return timm.create_model(model, pretrained=True, pretrained_cfg_overlay=overlay).eval()
+        overlay = dict(state_dict=state, num_classes=num_classes)
+        return timm.create_model(model, pretrained=True, num_classes=num_classes,
+                                 pretrained_cfg_overlay=overlay).eval()
     try:
         return timm.create_model(model, pretrained=True).eval()
     except OSError as e:  # huggingface_hub's LocalEntryNotFoundError and urllib's URLError are OSErrors
