@@ -10,6 +10,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analyze.smk"
+include: "workflow/rules/pretrained.smk"
+include: "workflow/rules/structure.smk"
 
 
 rule all:

@@ -139,6 +139,127 @@ def _plot_curves(args: argparse.Namespace) -> None:
     plots.learning_curves(pd.read_csv(args.epochs), args.out)
 
 
+def _labelled(text: str) -> tuple[str, str]:
+    label, sep, path = text.partition("=")
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=PATH")
+    return label, path
+
+
+def _write_structure(products: dict[str, torch.Tensor], out_dir: str, metadata: dict[str, str]) -> None:
+    from mimetic import io
+    from mimetic.structure import structure_metrics
+
+    out = Path(out_dir)
+    io.write_safetensors(out / "products.safetensors", products, metadata=metadata)
+    io.write_csv(out / "structure.csv", structure_metrics(products))
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from mimetic.pretrained import PretrainedUnavailable, pretrained_weights
+    from mimetic.structure import products_from_weights
+
+    try:
+        weights = pretrained_weights(args.model, args.file, args.num_heads, label=args.label)
+    except (PretrainedUnavailable, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"mimetic extract: {e}")
+    meta = {"model": args.model, "file": str(args.file or ""), "num_heads": str(weights[0].num_heads)}
+    _write_structure(products_from_weights(weights), args.out_dir, meta)
+
+
+def _extract_run(args: argparse.Namespace) -> None:
+    from mimetic.pretrained import run_model
+    from mimetic.structure import attention_products
+
+    try:
+        model = run_model(args.run, args.stage)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"mimetic extract-run: {e}")
+    _write_structure(attention_products(model), args.out_dir, {"run": str(args.run), "stage": args.stage})
+
+
+def _load_products(path: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _plot_heatmaps(args: argparse.Namespace) -> None:
+    from mimetic import plots
+
+    plots.attention_heatmaps(_load_products(args.products), args.out, title=args.title, crop=args.crop)
+
+
+def _plot_profile(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from mimetic import plots
+
+    metrics = pd.concat([pd.read_csv(path).assign(model=label) for label, path in args.metrics])
+    plots.diagonal_profile(metrics, args.out)
+
+
+def _plot_compare(args: argparse.Namespace) -> None:
+    from mimetic import plots
+
+    sources = {label: _load_products(path) for label, path in args.products}
+    plots.structure_comparison(sources, args.out, title=args.title, crop=args.crop)
+
+
+def _add_structure_commands(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    e = sub.add_parser("extract", formatter_class=fmt,
+                       help="pretrained model -> attention products and structure metrics",
+                       description="Load a pretrained timm model (hub name with tag, or --file) or GPT-2 "
+                                   "(gpt2, gpt2-medium, ...) and write products.safetensors (qk: L x H x d x d, "
+                                   "vo: L x d x d) and structure.csv into --out-dir.")
+    e.add_argument("--model", required=True, help="timm model name (e.g. vit_tiny_patch16_224.augreg_in21k_ft_in1k) "
+                                                  "or gpt2, gpt2-medium, gpt2-large, gpt2-xl")
+    e.add_argument("--file", help="local checkpoint (safetensors or PyTorch state dict) instead of the hub")
+    e.add_argument("--num-heads", type=int, help="heads per layer (GPT-2 layout only; known sizes need none)")
+    e.add_argument("--label", default="<label>", help="the model's key in the config's `pretrained` section, "
+                                                      "named in error messages")
+    e.add_argument("--out-dir", required=True, help="folder for products.safetensors and structure.csv")
+    e.set_defaults(func=_extract)
+
+    r = sub.add_parser("extract-run", formatter_class=fmt,
+                       help="training run -> attention products of its initial or final model",
+                       description="Rebuild a finished run's initial model (same seed and arm) or load its final "
+                                   "weights, and write products.safetensors and structure.csv into --out-dir.")
+    r.add_argument("--run", required=True, help="run folder with summary.json and final.safetensors")
+    r.add_argument("--stage", choices=("init", "final"), required=True, help="initial or final weights")
+    r.add_argument("--out-dir", required=True, help="folder for products.safetensors and structure.csv")
+    r.set_defaults(func=_extract_run)
+
+    h = sub.add_parser("plot-heatmaps", formatter_class=fmt,
+                       help="the paper's Figure 1: Q/K per head and V/Proj per layer as heatmaps",
+                       description="Grid of heatmaps, layers across, heads down, plus a row of W_v W_proj.")
+    h.add_argument("--products", required=True, help="products.safetensors from `extract` or `extract-run`")
+    h.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
+    h.add_argument("--title", default="", help="figure title, e.g. the model's name")
+    h.add_argument("--crop", type=int, default=64, help="show the top-left CROP x CROP block; 0 shows all")
+    h.set_defaults(func=_plot_heatmaps)
+
+    f = sub.add_parser("plot-profile", formatter_class=fmt,
+                       help="diagonal mean and identity cosine vs depth, one line per model",
+                       description="Q/K and V/Proj panels of the structure metrics against layer depth.")
+    f.add_argument("--metrics", nargs="+", type=_labelled, required=True, metavar="LABEL=CSV",
+                   help="structure.csv of each model, with the label its line gets")
+    f.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
+    f.set_defaults(func=_plot_profile)
+
+    c = sub.add_parser("plot-compare", formatter_class=fmt,
+                       help="side by side: pretrained vs initialized vs trained, a few layers each",
+                       description="One column per source: W_q W_k^T (head 1) and W_v W_proj at each "
+                                   "source's first, middle and last layer.")
+    c.add_argument("--products", nargs="+", type=_labelled, required=True, metavar="LABEL=SAFETENSORS",
+                   help="products.safetensors of each source, in column order")
+    c.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
+    c.add_argument("--title", default="", help="figure title")
+    c.add_argument("--crop", type=int, default=32, help="show the top-left CROP x CROP block; 0 shows all")
+    c.set_defaults(func=_plot_compare)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mimetic", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -188,6 +309,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--epochs", required=True, help="epochs.csv from `aggregate`")
     c.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
     c.set_defaults(func=_plot_curves)
+
+    _add_structure_commands(sub)
     return p
 
 

@@ -1,3 +1,4 @@
+import os
 import shlex
 from pathlib import Path
 
@@ -19,19 +20,34 @@ if config["baseline"] not in config["arms"]:
         "set `baseline` to the arm gains are measured against"
     )
 
+for _exp, _label in config["structure"]["reference"].items():
+    if _exp not in config["experiments"] or _label not in config["pretrained"]:
+        raise ValueError(
+            f"config: structure.reference maps {_exp!r} -> {_label!r}; keys must be experiments "
+            f"{sorted(config['experiments'])} and values `pretrained` labels {sorted(config['pretrained'])}"
+        )
+
 # Rules run `PYTHONPATH={params.src} python -m mimetic ...`: the package of this checkout,
 # installed or not. The variable is set in the command itself because Snakemake removes
-# PYTHONPATH from a job's environment when it activates the job's conda env.
-SRC = str(Path(workflow.basedir) / "src")
+# PYTHONPATH from a job's environment when it activates the job's conda env. Relative to the
+# working directory, so that moving a checkout with its results does not change the rules'
+# parameters (which would make Snakemake re-run every job).
+SRC = os.path.relpath(Path(workflow.basedir) / "src")
 
 # Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
 # which is indexed in place and read by worker processes).
 PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
 
+STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
+# The runs whose attention structure is analysed: one seed of every experiment x arm.
+STRUCTURE_SEED = config["structure"]["seed"] if config["structure"]["seed"] is not None else config["seeds"][0]
+
 wildcard_constraints:
     experiment="|".join(map(str, config["experiments"])),
     arm="|".join(map(str, config["arms"])),
     seed=r"\d{1,9}",
+    stage="init|final",
+    pretrained="|".join(map(str, config["pretrained"])) or "(?!)",  # (?!) matches nothing
 
 
 def run_dirs(experiment=None):
@@ -86,9 +102,52 @@ def imagenet_args(wildcards):
     return shlex.join(args)
 
 
+def pretrained_args(wildcards):
+    """The `mimetic extract` options of one `pretrained` entry."""
+    entry = config["pretrained"][wildcards.pretrained]
+    args = ["--model", entry["model"], "--label", wildcards.pretrained]
+    if entry["file"]:
+        args += ["--file", entry["file"]]
+    if entry["num_heads"]:
+        args += ["--num-heads", str(entry["num_heads"])]
+    return shlex.join(args)
+
+
+def structure_sources(experiment, filename):
+    """label -> `filename` of every source of one experiment's structure figures, in column
+    order: its pretrained reference (if any), then each arm initialized, then each arm trained."""
+    sources = {}
+    reference = config["structure"]["reference"].get(experiment)
+    if reference:
+        sources[f"pretrained {reference}"] = f"results/pretrained/{reference}/{filename}"
+    for stage, name in (("init", "init"), ("final", "trained")):
+        for arm in config["arms"]:
+            path = STRUCTURE.format(experiment=experiment, arm=arm, seed=STRUCTURE_SEED, stage=stage)
+            sources[f"{arm} {name}"] = f"{path}/{filename}"
+    return sources
+
+
+def labelled(sources):
+    """LABEL=PATH arguments, quoted for the shell."""
+    return shlex.join(f"{label}={path}" for label, path in sources.items())
+
+
+def structure_targets():
+    targets = []
+    for e in config["experiments"]:
+        targets += [f"results/figures/structure_{e}.png", f"results/figures/structure_profile_{e}.png"]
+        targets += [
+            f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps.png" for a in config["arms"]
+        ]
+    if config["pretrained"]:
+        targets += [f"results/figures/pretrained/{p}_heatmaps.png" for p in config["pretrained"]]
+        targets.append("results/figures/pretrained_profile.png")
+    return targets
+
+
 def all_targets():
     return [
         "results/tables/summary.csv",
         "results/tables/summary.md",
         "results/figures/test_accuracy.png",
-    ]
+    ] + structure_targets()
