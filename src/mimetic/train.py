@@ -181,10 +181,12 @@ class Dist:
 
 def setup_distributed(device: str) -> tuple[Dist, torch.device]:
     """Join the process group torchrun set up (if any) and pick this rank's device."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.device_count() > 0 else "cpu"
+    cuda = device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.device_count() > 0)
     if world == 1:
-        return Dist(), torch.device("cuda" if cuda and device == "auto" else device if device != "auto" else "cpu")
+        return Dist(), torch.device(device)
     local = int(os.environ["LOCAL_RANK"])
     if cuda:
         torch.cuda.set_device(local)
