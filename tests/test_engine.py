@@ -112,3 +112,12 @@ def test_fixed_position_embeddings_do_not_train(tmp_path):
     before = build_model(cfg, load_dataset("digits")).pos_embed.detach().clone()
     train(cfg, tmp_path, log=lambda s: None)
     assert torch.equal(load_file(tmp_path / "final.safetensors")["pos_embed"], before)
+
+
+def test_two_arms_at_one_seed_differ_only_in_attention_weights_at_step_0():
+    data = load_dataset("digits")
+    base = dict(dataset="digits", model="vit_digits", seed=4)
+    default = build_model(TrainConfig(**base, arm="default").validate(), data).state_dict()
+    mimetic = build_model(TrainConfig(**base, arm="mimetic").validate(), data).state_dict()
+    differ = {name for name in default if not torch.equal(default[name], mimetic[name])}
+    assert differ == {f"blocks.{i}.attn.{w}.weight" for i in range(4) for w in ("qkv", "proj")}
