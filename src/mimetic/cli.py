@@ -18,10 +18,15 @@ from mimetic.init import ARMS, arm_params
 from mimetic.train import TrainConfig
 
 
+def _pair(text: str, form: str = "LABEL=PATH") -> tuple[str, str]:
+    left, sep, right = text.partition("=")
+    if not sep or not left or not right:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {form}")
+    return left, right
+
+
 def _key_value(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    key, value = _pair(text, "KEY=VALUE")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -60,16 +65,14 @@ def _train(args: argparse.Namespace) -> None:
         raise SystemExit(f"mimetic train: bad option: {e}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    if "WORLD_SIZE" in os.environ:  # a torchrun worker: the launcher below chose the devices
-        train(cfg, args.out, checkpoint=args.checkpoint, device="cuda" if args.gpus else "cpu", log=_print)
-        return
+    worker = "WORLD_SIZE" in os.environ  # under torchrun: the launcher below chose the devices
     gpus = (1 if torch.cuda.device_count() > 0 else 0) if args.gpus is None else args.gpus
     nproc = args.processes or max(gpus, 1)
     # Held until this process exits; the kernel frees it even on SIGKILL.
-    lease = gpu.claim(gpus, slots=args.runs_per_gpu) if gpus else None
+    lease = gpu.claim(gpus, slots=args.runs_per_gpu) if gpus and not worker else None
     if lease:
         print(f"GPU(s) {','.join(lease.devices)} (CUDA_VISIBLE_DEVICES)", flush=True)
-    if nproc == 1:
+    if worker or nproc == 1:
         train(cfg, args.out, checkpoint=args.checkpoint, device="cuda" if gpus else "cpu", log=_print)
     else:
         _torchrun(nproc, [*args.argv, f"--gpus={gpus}"])
@@ -137,13 +140,6 @@ def _plot_curves(args: argparse.Namespace) -> None:
     from mimetic import plots
 
     plots.learning_curves(pd.read_csv(args.epochs), args.out)
-
-
-def _labelled(text: str) -> tuple[str, str]:
-    label, sep, path = text.partition("=")
-    if not sep or not label or not path:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=PATH")
-    return label, path
 
 
 def _write_structure(products: dict[str, torch.Tensor], out_dir: str, metadata: dict[str, str]) -> None:
@@ -243,7 +239,7 @@ def _add_structure_commands(sub: argparse._SubParsersAction) -> None:
     f = sub.add_parser("plot-profile", formatter_class=fmt,
                        help="diagonal mean and identity cosine vs depth, one line per model",
                        description="Q/K and V/Proj panels of the structure metrics against layer depth.")
-    f.add_argument("--metrics", nargs="+", type=_labelled, required=True, metavar="LABEL=CSV",
+    f.add_argument("--metrics", nargs="+", type=_pair, required=True, metavar="LABEL=CSV",
                    help="structure.csv of each model, with the label its line gets")
     f.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
     f.set_defaults(func=_plot_profile)
@@ -252,7 +248,7 @@ def _add_structure_commands(sub: argparse._SubParsersAction) -> None:
                        help="side by side: pretrained vs initialized vs trained, a few layers each",
                        description="One column per source: W_q W_k^T (head 1) and W_v W_proj at each "
                                    "source's first, middle and last layer.")
-    c.add_argument("--products", nargs="+", type=_labelled, required=True, metavar="LABEL=SAFETENSORS",
+    c.add_argument("--products", nargs="+", type=_pair, required=True, metavar="LABEL=SAFETENSORS",
                    help="products.safetensors of each source, in column order")
     c.add_argument("--out", required=True, help="PNG path; a PDF is written beside it")
     c.add_argument("--title", default="", help="figure title")

@@ -155,7 +155,6 @@ def build_model(cfg: TrainConfig, data: ImageData) -> nn.Module:
     return apply_init(model, cfg.arm, seed=cfg.seed, **cfg.init_params)
 
 
-
 @dataclass(frozen=True)
 class Dist:
     """This process's place in a data-parallel run (world 1 without torchrun)."""

@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        lambda wc: expand("{run}/summary.json", run=run_dirs()),
+        expand("{run}/summary.json", run=run_dirs()),
     output:
         runs="results/tables/runs.csv",
         epochs="results/tables/epochs.csv",

@@ -50,14 +50,10 @@ wildcard_constraints:
     pretrained="|".join(map(str, config["pretrained"])) or "(?!)",  # (?!) matches nothing
 
 
-def run_dirs(experiment=None):
-    """Every run folder of the grid (of one experiment, if given)."""
+def run_dirs():
+    """Every run folder of the grid."""
     return [
-        f"results/runs/{e}/{a}/seed{s}"
-        for e in config["experiments"]
-        if experiment in (None, e)
-        for a in config["arms"]
-        for s in config["seeds"]
+        f"results/runs/{e}/{a}/seed{s}" for e in config["experiments"] for a in config["arms"] for s in config["seeds"]
     ]
 
 
