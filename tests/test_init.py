@@ -11,7 +11,7 @@ from torch import nn
 
 from mimetic import apply_init
 from mimetic.attention import attention_layers
-from mimetic.init import ARMS, qk_factors, qk_target, vo_target
+from mimetic.init import INITS, qk_factors, qk_target, vo_target
 from mimetic.structure import attention_products, structure_metrics
 
 D, HEADS, DEPTH = 192, 3, 12
@@ -132,16 +132,16 @@ def test_vo_diagonal_and_noise_scale(mimetic_vit):
     assert torch.diagonal(vo, dim1=-2, dim2=-1).mean().item() == pytest.approx(-BETA2, abs=0.01)
 
 
-@pytest.mark.parametrize("arm, changed", [
+@pytest.mark.parametrize("init, changed", [
     ("default", set()),
     ("mimetic", {"q", "k", "v", "proj"}),
     ("mimetic-qk", {"q", "k"}),
     ("mimetic-vo", {"v", "proj"}),
 ])
-def test_arms_change_only_their_attention_weights(arm, changed):
+def test_inits_change_only_their_attention_weights(init, changed):
     base = apply_init(vit(seed=3, depth=2), "default", seed=3)
     rng_after_base = torch.rand(3)
-    model = apply_init(vit(seed=3, depth=2), arm, seed=3)
+    model = apply_init(vit(seed=3, depth=2), init, seed=3)
     assert torch.equal(torch.rand(3), rng_after_base)  # the global RNG is left alone
     base_sd, sd = base.state_dict(), model.state_dict()
     for name, p in sd.items():
@@ -191,7 +191,7 @@ def test_uniform_noise_has_the_same_variance_but_bounded_support():
 
 @pytest.mark.parametrize("call, match", [
     (lambda: apply_init(nn.Sequential(nn.Linear(4, 4)), "mimetic"), "no supported attention layer"),
-    (lambda: apply_init(vit(depth=1), "fancy"), r"unknown arm 'fancy'.*mimetic-qk"),
+    (lambda: apply_init(vit(depth=1), "fancy"), r"unknown init 'fancy'.*mimetic-qk"),
     (lambda: apply_init(vit(depth=1), "mimetic", beta1=-0.1), r"beta1=-0.1 must be a finite number >= 0"),
     (lambda: apply_init(vit(depth=1), "mimetic", gamma=1.0), r"no parameter \['gamma'\].*alpha1"),
     (lambda: apply_init(vit(depth=1), "mimetic-qk", alpha2=0.4), r"no parameter \['alpha2'\]"),
@@ -210,5 +210,5 @@ def test_width_not_divisible_by_heads():
         apply_init(attn, "mimetic")
 
 
-def test_registry_holds_the_documented_arms():
-    assert {"default", "mimetic", "mimetic-qk", "mimetic-vo"} <= set(ARMS)
+def test_registry_holds_the_documented_inits():
+    assert {"default", "mimetic", "mimetic-qk", "mimetic-vo"} <= set(INITS)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mimetic.data import DATASETS
-from mimetic.init import ARMS, NOISE, arm_params
+from mimetic.init import INITS, NOISE, init_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS
 from mimetic.train import FLIPS, TrainConfig
 
@@ -134,8 +134,8 @@ def test_schema_mirrors_the_train_options():
     assert tuple(props["pos_embed"]["enum"]) == POS_EMBEDS
     assert tuple(props["flip"]["enum"]) == FLIPS
     arm = SCHEMA["$defs"]["arm"]["properties"]
-    assert set(arm["init"]["enum"]) == set(ARMS)
-    assert set(arm["params"]["properties"]) == {p for a in ARMS for p in arm_params(a)}
+    assert set(arm["init"]["enum"]) == set(INITS)
+    assert set(arm["params"]["properties"]) == {p for a in INITS for p in init_params(a)}
     assert tuple(arm["params"]["properties"]["dist"]["enum"]) == NOISE
 
 

@@ -6,8 +6,11 @@ share GPUs on purpose). The locks are flock(2) locks, which the kernel drops whe
 process dies, even by SIGKILL: a killed run never leaves a GPU marked busy. A run takes its
 devices before CUDA is initialized and exports them in CUDA_VISIBLE_DEVICES.
 
-Under SLURM the scheduler has already chosen (and often cgroup-confined) the job's GPUs, so
-CUDA_VISIBLE_DEVICES is used as given and no lock is taken.
+Under SLURM the scheduler has chosen (and often cgroup-confined) the job's GPUs, and the ids in
+CUDA_VISIBLE_DEVICES are the job's own: two jobs on one node may both see a "GPU 0" that are
+different devices. So the locks live in a folder of their own per SLURM job: runs inside one
+allocation (`salloc --gpus=4`, then several runs) share it and get distinct devices, and runs
+of different jobs never wait for each other.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import fcntl
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,7 +28,9 @@ from typing import IO
 def default_lock_dir() -> Path:
     # Node-local on purpose: a lock means "this machine's GPU k", so it must not be shared
     # across cluster nodes through a network file system.
-    return Path(os.environ.get("MIMETIC_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / f"mimetic-gpu-{os.getuid()}"))
+    base = Path(os.environ.get("MIMETIC_GPU_LOCK_DIR", Path(tempfile.gettempdir()) / f"mimetic-gpu-{os.getuid()}"))
+    job = os.environ.get("SLURM_JOB_ID")
+    return base / f"slurm-{job}" if job else base
 
 
 def visible_devices() -> list[str]:
@@ -79,8 +84,9 @@ def _enough(devices: list[str], count: int) -> list[str]:
 
 
 def acquire(count: int, *, devices: Sequence[str] | None = None, slots: int = 1, lock_dir: Path | None = None,
-            timeout: float | None = None, poll: float = 2.0) -> Lease:
-    """Lock `count` distinct devices (each with one of its `slots` free), waiting if needed.
+            timeout: float | None = None, poll: float = 2.0, log: Callable[[str], None] | None = None) -> Lease:
+    """Lock `count` distinct devices (each with one of its `slots` free), waiting if needed;
+    `log` hears once that the run waits, and for which devices.
 
     Raises ValueError when the machine has fewer than `count` devices, TimeoutError after
     `timeout` seconds without enough free ones.
@@ -89,6 +95,7 @@ def acquire(count: int, *, devices: Sequence[str] | None = None, slots: int = 1,
     lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = None if timeout is None else time.monotonic() + timeout
+    waited = 0
     while True:
         lease = Lease([])
         for dev in devices:
@@ -101,18 +108,17 @@ def acquire(count: int, *, devices: Sequence[str] | None = None, slots: int = 1,
             if len(lease.devices) == count:
                 return lease
         lease.release()  # all or nothing: holding some while waiting for more could deadlock
+        if log is not None and waited == 0:
+            log(f"waiting for {count} free GPU slot(s) among {devices}: other runs hold them (locks in {lock_dir})")
+        waited += 1
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"no {count} free GPU slot(s) among {devices} within {timeout} s")
         time.sleep(poll)
 
 
-def claim(count: int, *, slots: int = 1, timeout: float | None = None) -> Lease:
-    """The devices for one run, exported in CUDA_VISIBLE_DEVICES.
-
-    Under SLURM (SLURM_JOB_ID set) the scheduler's choice stands and nothing is locked.
-    """
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
-        return Lease(_enough(visible_devices(), count)[:count])
-    lease = acquire(count, slots=slots, timeout=timeout)
+def claim(count: int, *, slots: int = 1, timeout: float | None = None,
+          log: Callable[[str], None] | None = None) -> Lease:
+    """The devices for one run, locked and exported in CUDA_VISIBLE_DEVICES."""
+    lease = acquire(count, slots=slots, timeout=timeout, log=log)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(lease.devices)
     return lease

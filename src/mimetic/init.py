@@ -1,4 +1,4 @@
-"""Attention initializations ("arms"): the model's own, mimetic, and its ablations.
+"""Attention initializations (a config arm's `init`): the model's own, mimetic, ablations.
 
 Mimetic initialization (Trockman & Kolter, ICML 2023), per layer of width d with H heads of
 width k = d / H and Z a d x d matrix of i.i.d. entries with variance 1/d:
@@ -8,7 +8,8 @@ width k = d / H and Z a d x d matrix of i.i.d. entries with variance 1/d:
 
 Each target A is split by its SVD, A = U S V^T, into left = U S^1/2 and right = S^1/2 V^T.
 Only attention projection weights change; biases and every other layer keep the model's own
-initialization, so arms compared at the same seed differ in nothing else.
+initialization, so two arms (config labels, each an init with its parameters) compared at the
+same seed differ in nothing else.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from mimetic.attention import AttentionLayer, attention_layers
 
 NOISE = ("normal", "uniform")
 
-ArmFn = Callable[..., None]
-ARMS: dict[str, ArmFn] = {}
+InitFn = Callable[..., None]
+INITS: dict[str, InitFn] = {}
 
 
-def register(name: str) -> Callable[[ArmFn], ArmFn]:
-    """Add an arm. It is called as fn(layers, generator, **params); its keyword defaults are
-    the arm's parameters and their defaults."""
+def register(name: str) -> Callable[[InitFn], InitFn]:
+    """Add an initialization. It is called as fn(layers, generator, **params); its keyword
+    defaults are its parameters and their defaults."""
 
-    def add(fn: ArmFn) -> ArmFn:
-        ARMS[name] = fn
+    def add(fn: InitFn) -> InitFn:
+        INITS[name] = fn
         return fn
 
     return add
@@ -117,41 +118,41 @@ def mimetic_vo(layers: list[AttentionLayer], gen: torch.Generator, alpha2: float
         _init_vo(layer, gen, alpha2, beta2, dist)
 
 
-def arm_params(arm: str) -> dict[str, object]:
-    """The parameters `arm` takes, with their defaults."""
-    if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; choose one of {sorted(ARMS)}")
-    sig = inspect.signature(ARMS[arm])
+def init_params(init: str) -> dict[str, object]:
+    """The parameters `init` takes, with their defaults."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
+    sig = inspect.signature(INITS[init])
     return {n: p.default for n, p in list(sig.parameters.items())[2:]}
 
 
-def check_params(arm: str, params: dict[str, object]) -> dict[str, object]:
-    """`params` completed with the arm's defaults; ValueError naming any bad key or value."""
-    valid = arm_params(arm)
+def check_params(init: str, params: dict[str, object]) -> dict[str, object]:
+    """`params` completed with the init's defaults; ValueError naming any bad key or value."""
+    valid = init_params(init)
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise ValueError(f"arm {arm!r} takes no parameter {unknown}; its parameters are {sorted(valid) or 'none'}")
+        raise ValueError(f"init {init!r} takes no parameter {unknown}; its parameters are {sorted(valid) or 'none'}")
     full = {**valid, **params}
     for key, value in full.items():
         if key == "dist":
             if value not in NOISE:
-                raise ValueError(f"arm {arm!r}: dist={value!r}; choose one of {NOISE}")
+                raise ValueError(f"init {init!r}: dist={value!r}; choose one of {NOISE}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"arm {arm!r}: {key}={value!r} must be a finite number >= 0")
+            raise ValueError(f"init {init!r}: {key}={value!r} must be a finite number >= 0")
     return full
 
 
-def apply_init(model: nn.Module, arm: str, *, seed: int | None = None, **params: object) -> nn.Module:
-    """Initialize the attention layers of `model` in place with `arm`; returns `model`.
+def apply_init(model: nn.Module, init: str, *, seed: int | None = None, **params: object) -> nn.Module:
+    """Initialize the attention layers of `model` in place with `init`; returns `model`.
 
     seed: the attention noise comes from its own generator seeded with this, so the global
-    torch RNG (data order, dropout) stays the same across arms. None draws the generator's
+    torch RNG (data order, dropout) stays the same across inits. None draws the generator's
     seed from the global RNG.
     """
-    full = check_params(arm, params)
+    full = check_params(init, params)
     layers = attention_layers(model)
     if seed is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     gen = torch.Generator().manual_seed(seed)
-    ARMS[arm](layers, gen, **full)
+    INITS[init](layers, gen, **full)
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +18,19 @@ from torch import Tensor  # noqa: E402
 from mimetic import io  # noqa: E402
 
 
-def _save(fig: plt.Figure, out: str | Path) -> None:
-    """Write `out` (PNG) and the same figure as PDF beside it, atomically."""
-    out = Path(out)
-    for path in (out, out.with_suffix(".pdf")):
+Outputs = str | Path | Sequence[str | Path]
+
+
+def _save(fig: plt.Figure, out: Outputs) -> None:
+    """Write the figure to each file of `out` (PNG, PDF, SVG: by suffix), atomically."""
+    for path in [out] if isinstance(out, (str, Path)) else out:
+        path = Path(path)
         with io.atomic_path(path) as tmp:
             fig.savefig(tmp, format=path.suffix[1:], dpi=200, bbox_inches="tight")
     plt.close(fig)
 
 
-def learning_curves(epochs: pd.DataFrame, out: str | Path, metric: str = "test_acc",
+def learning_curves(epochs: pd.DataFrame, out: Outputs, metric: str = "test_acc",
                     label: str = "test accuracy (%)") -> None:
     """`metric` vs epoch, one panel per experiment, one line per arm: mean over seeds with a
     band of ± one standard deviation."""
@@ -70,7 +74,7 @@ def _matrix(ax: plt.Axes, m: np.ndarray, limit: float) -> matplotlib.image.AxesI
     return ax.imshow(m, cmap=_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
 
 
-def attention_heatmaps(products: dict[str, Tensor], out: str | Path, title: str = "",
+def attention_heatmaps(products: dict[str, Tensor], out: Outputs, title: str = "",
                        crop: int | None = 64) -> None:
     """The paper's Figure 1 layout: layers across, heads down, W_q^h W_k^h^T per head, and a
     bottom row of W_v W_proj per layer. Each product has one symmetric colour scale shared by
@@ -100,7 +104,7 @@ def attention_heatmaps(products: dict[str, Tensor], out: str | Path, title: str 
     _save(fig, out)
 
 
-def diagonal_profile(metrics: pd.DataFrame, out: str | Path, hue: str = "model") -> None:
+def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model") -> None:
     """Diagonal mean and identity cosine vs layer, Q/K (mean over heads, band: ± one std over
     heads) and V/Proj panels, one line per `hue` value (a model, or a run's init/final)."""
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
@@ -126,7 +130,7 @@ def diagonal_profile(metrics: pd.DataFrame, out: str | Path, hue: str = "model")
     _save(fig, out)
 
 
-def structure_comparison(sources: dict[str, dict[str, Tensor]], out: str | Path, title: str = "",
+def structure_comparison(sources: dict[str, dict[str, Tensor]], out: Outputs, title: str = "",
                          crop: int | None = 32) -> None:
     """Side by side, one column per source (e.g. pretrained, default init, mimetic init,
     trained from each): W_q^h W_k^h^T of head 1 and W_v W_proj at each source's first, middle

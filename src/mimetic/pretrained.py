@@ -1,5 +1,4 @@
-"""Attention weights of pretrained models (timm ViTs from the hub or a local file, GPT-2) and
-of training runs (their initial and final weights).
+"""Attention weights of pretrained models: timm ViTs from the hub or a local file, and GPT-2.
 
 ViTs go through timm, so a hub name with a tag (`vit_tiny_patch16_224.augreg_in21k_ft_in1k`)
 and a local checkpoint (safetensors or a PyTorch state dict) load the same way, through the
@@ -14,20 +13,14 @@ nn.Linear's weight = W^T). Heads split the columns of each block, h*k .. (h+1)*k
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from mimetic.attention import AttentionWeights, attention_layers
-from mimetic.data import ImageData
-from mimetic.models import MODELS
-from mimetic.train import TrainConfig, build_model
 
 # Heads of the released GPT-2 sizes; other GPT-2-layout checkpoints need `num_heads`.
 GPT2_HEADS = {"gpt2": 12, "gpt2-medium": 16, "gpt2-large": 20, "gpt2-xl": 25}
@@ -160,35 +153,3 @@ def pretrained_weights(model: str, file: str | os.PathLike | None = None, num_he
                          f"{GPT2_HEADS}")
     path = _existing(file, file_key) if file is not None else _gpt2_hub_file(model, file_key)
     return gpt2_weights(load_state_dict(path), heads)
-
-
-STAGES = ("init", "final")
-
-
-def _shape_only_data(cfg: TrainConfig, state: Mapping[str, Tensor]) -> ImageData:
-    """An empty dataset with the run's channels, classes and image size: all `build_model`
-    reads from the data, so the run's initial model is rebuilt without loading its dataset."""
-    size = MODELS[cfg.model]["img_size"]
-    x = torch.empty(0, state["patch_embed.proj.weight"].shape[1], size, size, dtype=torch.uint8)
-    y = torch.empty(0, dtype=torch.long)
-    return ImageData(cfg.dataset, x, y, x, y, num_classes=state["head.weight"].shape[0], flip=False)
-
-
-def run_model(run_dir: str | os.PathLike, stage: str) -> nn.Module:
-    """A finished training run's model (summary.json + final.safetensors in `run_dir`):
-    stage "init" rebuilds the exact model it started from (same seed, same arm), "final" loads
-    the weights it ended with."""
-    if stage not in STAGES:
-        raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
-    run_dir = Path(run_dir)
-    summary, weights = run_dir / "summary.json", run_dir / "final.safetensors"
-    for path in (summary, weights):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a finished training run "
-                                    "(run `python -m mimetic train` or the workflow's train rule first)")
-    cfg = TrainConfig(**json.loads(summary.read_text())["config"]).validate()
-    state = load_file(str(weights))
-    model = build_model(cfg, _shape_only_data(cfg, state))
-    if stage == "final":
-        model.load_state_dict(state)
-    return model.eval()

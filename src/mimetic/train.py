@@ -1,4 +1,4 @@
-"""The training loop: one run = one (dataset, model, arm, seed) in one folder.
+"""The training loop: one run = one (experiment, arm, seed) in one folder.
 
 A run folder holds metrics.csv (a row per epoch), final.safetensors and summary.json,
 written in that order, each atomically, so summary.json marks a finished run. A checkpoint
@@ -9,13 +9,12 @@ last finished epoch with the same result it would have had uninterrupted.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -27,92 +26,10 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 
 from mimetic import io
-from mimetic.data import DATASETS, ImageData, load_dataset
+from mimetic.data import ImageData, load_dataset
 from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
-from mimetic.init import apply_init, check_params
-from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
-
-FLIPS = ("auto", "yes", "no")
-
-
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. Defaults: the CIFAR-10 recipe of paper-notes.md
-    (AdamW, cosine with warm-up, clipping; ViT-Tiny, GAP, fixed sin-cos positions)."""
-
-    dataset: str = _opt(None, f"dataset: {sorted(DATASETS)}", required=True)
-    model: str = _opt(None, f"model: {sorted(MODELS)}", required=True)
-    data_root: str | None = _opt(None, "folder with the prepared dataset (unused by built-in ones)")
-    pool: str = _opt("avg", f"{POOLS}: global average pooling, or a class token")
-    pos_embed: str = _opt("sincos", f"{POS_EMBEDS}: learned, or fixed 2-D sin-cos position embeddings")
-    arm: str = _opt("default", "attention initialization (see `python -m mimetic arms`)")
-    init_params: dict = _opt({}, "the arm's parameters, e.g. alpha1=0.7 (repeat the option)")
-    seed: int = _opt(0, "seed for model init, attention init, data order and augmentation")
-    epochs: int = _opt(200, "training epochs")
-    batch_size: int = _opt(512, "training batch size")
-    lr: float = _opt(1e-3, "peak learning rate")
-    min_lr: float = _opt(1e-6, "final learning rate of the cosine schedule")
-    warmup_epochs: int = _opt(10, "linear warm-up epochs")
-    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to norms, biases, embeddings)")
-    opt_eps: float = _opt(1e-3, "AdamW epsilon")
-    clip_grad: float = _opt(3.0, "gradient norm clipping; 0 disables it")
-    label_smoothing: float = _opt(0.0, "label smoothing")
-    drop_path: float = _opt(0.0, "stochastic depth rate")
-    crop_padding: int = _opt(0, "random crop after zero padding by this many pixels; 0 disables it")
-    flip: str = _opt("auto", f"{FLIPS}: horizontal flips; auto = only where the dataset allows")
-    randaugment: str = _opt("", "RandAugment in timm's syntax, e.g. rand-m9-mstd0.5-inc1 (on the device); "
-                                "empty disables it")
-    mixup: float = _opt(0.0, "mixup Beta(alpha, alpha) parameter; 0 disables it")
-    cutmix: float = _opt(0.0, "cutmix Beta(alpha, alpha) parameter; 0 disables it (with mixup too: "
-                              "one of the two per batch)")
-    eval_batch_size: int = _opt(1024, "evaluation batch size")
-    amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
-    accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (same global batch)")
-    compile: bool = _opt(False, "torch.compile the model (CUDA only)")
-    checkpoint_every: int = _opt(1, "epochs between checkpoints (the last epoch is always checkpointed)")
-
-    # Fields that do not change what a run computes: a checkpoint made under other
-    # values of these is still this run's.
-    EXECUTION = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every")
-
-    def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad field; fill the arm's default parameters."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset={self.dataset!r}: unknown; choose one of {sorted(DATASETS)}")
-        if self.model not in MODELS:
-            raise ValueError(f"model={self.model!r}: unknown; choose one of {sorted(MODELS)}")
-        for name, choices in (("pool", POOLS), ("pos_embed", POS_EMBEDS), ("flip", FLIPS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {choices}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "accum_steps", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed", "mixup",
-                     "cutmix"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
-        if not self.lr > 0 or not self.opt_eps > 0:
-            raise ValueError(f"lr={self.lr}, opt_eps={self.opt_eps}: both must be > 0")
-        for name in ("label_smoothing", "drop_path"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
-        if self.warmup_epochs >= self.epochs and self.epochs > 1:
-            raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
-        if self.batch_size % self.accum_steps:
-            raise ValueError(f"batch_size={self.batch_size} is not divisible by accum_steps={self.accum_steps}")
-        if self.randaugment:
-            RandAugment.parse(self.randaugment)
-        self.init_params = check_params(self.arm, self.init_params)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+from mimetic.models import MODELS
+from mimetic.recipe import TrainConfig, build_model
 
 
 def environment() -> dict[str, Any]:
@@ -138,21 +55,6 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
-
-
-def build_model(cfg: TrainConfig, data: ImageData) -> nn.Module:
-    """The run's model: timm's init seeded by cfg.seed, then the arm's attention init.
-
-    The attention noise has its own generator, so every arm leaves the global RNG (and with
-    it data order and dropout) in the same state.
-    """
-    torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.channels, pool=cfg.pool,
-                         pos_embed=cfg.pos_embed, drop_path=cfg.drop_path)
-    if MODELS[cfg.model]["img_size"] != data.image_size:
-        raise ValueError(f"model={cfg.model!r} takes {MODELS[cfg.model]['img_size']}px images but "
-                         f"dataset={cfg.dataset!r} has {data.image_size}px; pick a matching model")
-    return apply_init(model, cfg.arm, seed=cfg.seed, **cfg.init_params)
 
 
 @dataclass(frozen=True)
@@ -314,10 +216,28 @@ def _check_finite(losses: Tensor, epoch: int, dist: Dist) -> None:
                                  "from 1); the run stops and writes no outputs")
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | None = None,
-          device: str = "auto", log: Callable[[str], None] = print) -> dict[str, Any]:
+def _clock(seconds: float) -> str:
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
+
+
+def _remove_stale_temporaries(out_dir: Path, checkpoint: Path | None) -> None:
+    """Temporary files of an atomic write that a kill interrupted (mimetic.io): never complete,
+    never anyone's output, so a restarted run removes them instead of leaving them behind."""
+    stale = list(out_dir.glob(".*.tmp"))
+    if checkpoint is not None:
+        stale += checkpoint.parent.glob(f".{checkpoint.name}.*.tmp")
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = None, arm: str | None = None,
+          checkpoint: str | Path | None = None, device: str = "auto",
+          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train one run into `out_dir`; returns its summary.
 
+    experiment, arm: the run's labels in the workflow's config (default: the dataset and the
+    init), recorded in summary.json so that analysis never reads them back from folder names.
     checkpoint: written every cfg.checkpoint_every epochs and read back on start, so a killed
     run resumes; removed once the run's outputs are complete. Under torchrun, every rank
     trains its shard of each batch and rank 0 writes.
@@ -329,8 +249,15 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
                          f"= {dist.world} x {cfg.accum_steps}")
     log = log if dist.main else (lambda s: None)
     out_dir = Path(out_dir)
+    ckpt = Path(checkpoint) if checkpoint else None
+    if dist.main:
+        _remove_stale_temporaries(out_dir, ckpt)
     data = load_dataset(cfg.dataset, cfg.data_root)
-    net = build_model(cfg, data).to(dev)  # the plain module: weights, checkpoints, evaluation
+    if MODELS[cfg.model]["img_size"] != data.image_size:
+        raise ValueError(f"model={cfg.model!r} takes {MODELS[cfg.model]['img_size']}px images but "
+                         f"dataset={cfg.dataset!r} has {data.image_size}px; pick a matching model")
+    # the plain module: weights, checkpoints, evaluation
+    net = build_model(cfg, num_classes=data.num_classes, in_chans=data.channels).to(dev)
     model = net
     if dist.world > 1:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -349,7 +276,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
 
     rows: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
-    ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         diff = _config_diff(state["config"], cfg.to_dict())
@@ -364,6 +290,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
             log(f"resumed from {ckpt} after epoch {state['epoch'] + 1}")
 
     seen = steps * batches.batch_size  # images per epoch, all ranks together
+    session_start = time.perf_counter()  # this process only: a resumed run's ETA uses its own pace
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
@@ -377,8 +304,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                      "test_loss": test_loss, "test_acc": test_acc, "images_per_s": seen / train_time,
                      "wall_time": elapsed})
+        pace = (time.perf_counter() - session_start) / (epoch + 1 - start_epoch)
         log(f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train loss {train_loss:.4f} acc {train_acc:.2f} | "
-            f"test loss {test_loss:.4f} acc {test_acc:.2f} | {seen / train_time:.0f} img/s")
+            f"test loss {test_loss:.4f} acc {test_acc:.2f} | {seen / train_time:.0f} img/s | "
+            f"elapsed {_clock(elapsed)} eta {_clock(pace * (cfg.epochs - epoch - 1))}")
         last = epoch + 1 == cfg.epochs
         if ckpt and dist.main and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
             io.torch_save(ckpt, {"config": cfg.to_dict(), "epoch": epoch, "model": net.state_dict(),
@@ -390,7 +319,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
     summary = {
         "final_test_acc": float(metrics["test_acc"].iloc[-1]), "best_test_acc": float(best["test_acc"]),
         "best_epoch": int(best["epoch"]), "final_test_loss": float(metrics["test_loss"].iloc[-1]),
-        "epochs": cfg.epochs, "wall_time": elapsed, "seed": cfg.seed, "arm": cfg.arm,
+        "epochs": cfg.epochs, "wall_time": elapsed,
+        # The run's identity: what aggregation groups and pairs by.
+        "experiment": experiment or cfg.dataset, "arm": arm or cfg.init, "seed": cfg.seed, "init": cfg.init,
         "init_params": cfg.init_params, "config": cfg.to_dict(), "device": _device_name(dev),
         "processes": dist.world, "parameters": sum(p.numel() for p in net.parameters()),
         "environment": environment(),
@@ -398,7 +329,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, checkpoint: str | Path | Non
     if dist.main:
         io.write_csv(out_dir / "metrics.csv", metrics)
         io.write_safetensors(out_dir / "final.safetensors", net.state_dict(),
-                             metadata={"model": cfg.model, "arm": cfg.arm, "seed": str(cfg.seed)})
+                             metadata={"model": cfg.model, "init": cfg.init, "seed": str(cfg.seed)})
         io.write_json(out_dir / "summary.json", summary)
         if ckpt:
             ckpt.unlink(missing_ok=True)

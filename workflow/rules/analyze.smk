@@ -1,36 +1,33 @@
 rule aggregate:
     input:
-        expand("{run}/summary.json", run=run_dirs()),
+        summaries=run_records("summary.json"),
+        metrics=run_records("metrics.csv"),
     output:
-        runs="results/tables/runs.csv",
-        epochs="results/tables/epochs.csv",
-        summary="results/tables/summary.csv",
-        markdown=report("results/tables/summary.md", caption="../report/summary.rst", category="Results"),
+        runs=TABLES[0],
+        epochs=TABLES[1],
+        summary=TABLES[2],
+        markdown=report(TABLES[3], caption="../report/summary.rst", category="Results"),
     log:
         "logs/aggregate.log",
     params:
-        src=SRC,
-        runs=lambda wc, input: [str(Path(p).parent) for p in input],
         baseline=config["baseline"],
-        out_dir=lambda wc, output: Path(output.summary).parent,
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic aggregate --runs {params.runs} --baseline {params.baseline}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q} --baseline {params.baseline:q}"
+        " --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} --summary-csv {output.summary:q}"
+        " --summary-md {output.markdown:q} > {log:q} 2>&1"
 
 
 rule plot_curves:
     input:
-        "results/tables/epochs.csv",
+        TABLES[1],
     output:
         png=report("results/figures/test_accuracy.png", caption="../report/test_accuracy.rst", category="Results"),
         pdf="results/figures/test_accuracy.pdf",
     log:
         "logs/plot_curves.log",
-    params:
-        src=SRC,
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic plot-curves --epochs {input} --out {output.png} > {log} 2>&1"
+        "mimetic plot-curves --epochs {input:q} --out {output:q} > {log:q} 2>&1"

@@ -1,46 +1,62 @@
+import json
 import os
-import shlex
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
 
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
-
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 if config["baseline"] not in config["arms"]:
-    raise ValueError(
+    raise WorkflowError(
         f"config: baseline={config['baseline']!r} is not one of arms {sorted(config['arms'])}; "
         "set `baseline` to the arm gains are measured against"
     )
 
 for _exp, _label in config["structure"]["reference"].items():
     if _exp not in config["experiments"] or _label not in config["pretrained"]:
-        raise ValueError(
+        raise WorkflowError(
             f"config: structure.reference maps {_exp!r} -> {_label!r}; keys must be experiments "
             f"{sorted(config['experiments'])} and values `pretrained` labels {sorted(config['pretrained'])}"
         )
 
-# Rules run `PYTHONPATH={params.src} python -m mimetic ...`: the package of this checkout,
-# installed or not. The variable is set in the command itself because Snakemake removes
-# PYTHONPATH from a job's environment when it activates the job's conda env. Relative to the
-# working directory, so that moving a checkout with its results does not change the rules'
-# parameters (which would make Snakemake re-run every job).
-SRC = os.path.relpath(Path(workflow.basedir) / "src")
 
-# Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
-# which is indexed in place and read by worker processes).
-PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
+# The jobs run `mimetic`, the package of this workflow, from their environment: the conda envs
+# install it from this folder (workflow/envs/*.yaml), and without conda it is the one `pip
+# install -e` put into the current environment. Every job checks that what it imported is this
+# workflow's code (mimetic.source), so another checkout's package never runs silently.
+_SOURCE = workflow.current_basedir.join("../../src/mimetic").get_path_or_uri(secret_free=True)
+if "://" in _SOURCE:
+    raise WorkflowError(
+        f"the workflow's package must be on this machine, but its rules come from {_SOURCE}; "
+        "clone the repository and use it as a module from the clone (README, 'Deployment')"
+    )
+os.environ["MIMETIC_WORKFLOW_SOURCE"] = os.path.abspath(_SOURCE)
 
+
+RUN = "results/runs/{experiment}/{arm}/seed{seed}"
 STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
 # The runs whose attention structure is analysed: one seed of every experiment x arm.
 STRUCTURE_SEED = config["structure"]["seed"] if config["structure"]["seed"] is not None else config["seeds"][0]
+# Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
+# which is indexed in place and read by worker processes).
+PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
+# Recipe keys that say how a run executes, not what it computes (mimetic.recipe.TrainConfig
+# .EXECUTION, and `gpus`): they reach `mimetic train` outside its tracked recipe, so changing
+# them never re-runs a finished run.
+TRAIN_OPTIONS = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every")
+EXECUTION = (*TRAIN_OPTIONS, "gpus")
+
+TABLES = [
+    "results/tables/runs.csv",
+    "results/tables/epochs.csv",
+    "results/tables/summary.csv",
+    "results/tables/summary.md",
+]
+
 
 wildcard_constraints:
     experiment="|".join(map(str, config["experiments"])),
@@ -50,30 +66,45 @@ wildcard_constraints:
     pretrained="|".join(map(str, config["pretrained"])) or "(?!)",  # (?!) matches nothing
 
 
-def run_dirs():
-    """Every run folder of the grid."""
+def run_records(filename="summary.json"):
+    """`filename` of every run of the grid (experiment x arm x seed), in one fixed order."""
     return [
-        f"results/runs/{e}/{a}/seed{s}" for e in config["experiments"] for a in config["arms"] for s in config["seeds"]
+        f"{RUN.format(experiment=e, arm=a, seed=s)}/{filename}"
+        for e in config["experiments"]
+        for a in config["arms"]
+        for s in config["seeds"]
     ]
 
 
-def train_args(wildcards):
-    """The `mimetic train` options of one run: its experiment's recipe, arm and seed."""
-    recipe = config["experiments"][wildcards.experiment]
+def run_recipe(wildcards):
+    """What one run computes, as canonical JSON (sorted keys, one encoding): its experiment's
+    recipe less the execution keys, and its arm's init. Snakemake tracks this parameter, so a
+    real recipe change re-runs the run and a reordered config file does not."""
+    recipe = {k: v for k, v in config["experiments"][wildcards.experiment].items() if k not in EXECUTION}
     arm = config["arms"][wildcards.arm]
-    args = []
-    for key, value in recipe.items():
-        if value is None or key == "gpus":  # gpus: a resource of the rule, not a recipe key
-            continue
-        option = key.replace("_", "-")
+    recipe.update(init=arm["init"], init_params=arm["params"])
+    return json.dumps(recipe, sort_keys=True)
+
+
+def execution_options(wildcards, resources):
+    """How one run executes: `mimetic train` options from its experiment's execution keys.
+
+    Taking `resources` makes this a parameter derived from the job's execution, which
+    Snakemake does not track for re-runs (tests/test_workflow.py holds it to that)."""
+    recipe = config["experiments"][wildcards.experiment]
+    args = ["--gpus", str(recipe["gpus"]), "--runs-per-gpu", str(config["runs_per_gpu"])]
+    for key in TRAIN_OPTIONS:
+        value, option = recipe.get(key), "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            args.append(f"--{option}" if value else f"--no-{option}")
-        else:
-            args += [f"--{option}", str(value)]
-    args += ["--arm", arm["init"], "--seed", wildcards.seed]
-    for key, value in arm["params"].items():
-        args += ["--init-param", f"{key}={value}"]
-    return shlex.join(args)
+            args.append(option if value else f"--no-{option[2:]}")
+        elif value is not None:
+            args += [option, str(value)]
+    return args
+
+
+def run_gpus(wildcards):
+    """GPUs a run takes: what `--resources gpu=N` counts, and the SLURM executor asks for."""
+    return config["experiments"][wildcards.experiment]["gpus"]
 
 
 def data_inputs(wildcards):
@@ -82,8 +113,13 @@ def data_inputs(wildcards):
     recipe = config["experiments"][wildcards.experiment]
     if recipe["dataset"] not in PREPARED_DATASETS or recipe.get("data_root"):
         return []
-    return expand("resources/data/{dataset}/{file}", dataset=recipe["dataset"],
-                  file=["train.npz", "test.npz", "meta.json"])
+    return expand(
+        "resources/data/{dataset}/{file}", dataset=recipe["dataset"], file=["train.npz", "test.npz", "meta.json"]
+    )
+
+
+def dataset_root(wildcards):
+    return config["data"][wildcards.dataset]["root"]
 
 
 def imagenet_args(wildcards):
@@ -95,7 +131,12 @@ def imagenet_args(wildcards):
     for key in ("train_per_class", "val_per_class"):
         if cfg[key] is not None:
             args += [f"--{key.replace('_', '-')}", str(cfg[key])]
-    return shlex.join(args)
+    return args
+
+
+def pretrained_file(wildcards):
+    """A local checkpoint is an input (its changes re-run the extraction); hub weights are not."""
+    return config["pretrained"][wildcards.pretrained]["file"] or []
 
 
 def pretrained_args(wildcards):
@@ -106,7 +147,7 @@ def pretrained_args(wildcards):
         args += ["--file", entry["file"]]
     if entry["num_heads"]:
         args += ["--num-heads", str(entry["num_heads"])]
-    return shlex.join(args)
+    return args
 
 
 def structure_sources(experiment, filename):
@@ -123,27 +164,61 @@ def structure_sources(experiment, filename):
     return sources
 
 
+def structure_products(wildcards):
+    return list(structure_sources(wildcards.experiment, "products.safetensors").values())
+
+
+def structure_metrics(wildcards):
+    return list(structure_sources(wildcards.experiment, "structure.csv").values())
+
+
 def labelled(sources):
-    """LABEL=PATH arguments, quoted for the shell."""
-    return shlex.join(f"{label}={path}" for label, path in sources.items())
+    """LABEL=PATH arguments."""
+    return [f"{label}={path}" for label, path in sources.items()]
 
 
-def structure_targets():
+def labelled_products(wildcards):
+    return labelled(structure_sources(wildcards.experiment, "products.safetensors"))
+
+
+def labelled_metrics(wildcards):
+    return labelled(structure_sources(wildcards.experiment, "structure.csv"))
+
+
+def pretrained_metrics():
+    return labelled({p: f"results/pretrained/{p}/structure.csv" for p in config["pretrained"]})
+
+
+def run_figure_title(wildcards):
+    return f"{wildcards.experiment}, {wildcards.arm}, seed {wildcards.seed}, {wildcards.stage}"
+
+
+def compare_title(wildcards):
+    return f"{wildcards.experiment}, seed {STRUCTURE_SEED}"
+
+
+def both(path):
+    """A figure's PNG and PDF."""
+    return [f"{path}.png", f"{path}.pdf"]
+
+
+def structure_figures():
     targets = []
     for e in config["experiments"]:
-        targets += [f"results/figures/structure_{e}.png", f"results/figures/structure_profile_{e}.png"]
-        targets += [
-            f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps.png" for a in config["arms"]
-        ]
-    if config["pretrained"]:
-        targets += [f"results/figures/pretrained/{p}_heatmaps.png" for p in config["pretrained"]]
-        targets.append("results/figures/pretrained_profile.png")
+        targets += both(f"results/figures/structure_{e}") + both(f"results/figures/structure_profile_{e}")
+        for a in config["arms"]:
+            targets += both(f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps")
     return targets
 
 
-def all_targets():
-    return [
-        "results/tables/summary.csv",
-        "results/tables/summary.md",
-        "results/figures/test_accuracy.png",
-    ] + structure_targets()
+def pretrained_figures():
+    targets = []
+    for p in config["pretrained"]:
+        targets += both(f"results/figures/pretrained/{p}_heatmaps")
+    if config["pretrained"]:
+        targets += both("results/figures/pretrained_profile")
+    return targets
+
+
+def figures():
+    return both("results/figures/test_accuracy") + structure_figures() + pretrained_figures()

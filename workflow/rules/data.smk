@@ -12,13 +12,12 @@ rule prepare_data:
     wildcard_constraints:
         dataset="|".join(PREPARED_DATASETS),
     params:
-        src=SRC,
-        root=lambda wc: config["data"][wc.dataset]["root"],
-        out=lambda wc, output: Path(output.meta).parent,
+        root=dataset_root,
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic prepare {wildcards.dataset} --root {params.root:q} --out {params.out:q} > {log} 2>&1"
+        "mimetic prepare {wildcards.dataset:q} --root {params.root:q} --train {output.train:q} --test {output.test:q}"
+        " --meta {output.meta:q} > {log:q} 2>&1"
 
 
 rule prepare_imagenet:
@@ -29,10 +28,9 @@ rule prepare_imagenet:
     log:
         "logs/data/imagenet.log",
     params:
-        src=SRC,
         args=imagenet_args,
-        out=lambda wc, output: Path(output.meta).parent,
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic prepare imagenet {params.args} --out {params.out:q} > {log} 2>&1"
+        "mimetic prepare imagenet {params.args:q} --train {output.train:q} --test {output.val:q}"
+        " --meta {output.meta:q} > {log:q} 2>&1"

@@ -1,20 +1,17 @@
 rule extract_pretrained:
     input:
-        # A local checkpoint is an input (its changes re-run the rule); hub weights are not.
-        lambda wc: config["pretrained"][wc.pretrained]["file"] or [],
+        pretrained_file,
     output:
         products="results/pretrained/{pretrained}/products.safetensors",
         metrics="results/pretrained/{pretrained}/structure.csv",
     log:
         "logs/pretrained/{pretrained}.log",
     params:
-        src=SRC,
         args=pretrained_args,
-        out_dir=lambda wc, output: Path(output.metrics).parent,
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic extract {params.args} --out-dir {params.out_dir} > {log} 2>&1"
+        "mimetic extract {params.args:q} --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule plot_pretrained_heatmaps:
@@ -26,18 +23,18 @@ rule plot_pretrained_heatmaps:
             caption="../report/heatmaps.rst",
             category="Attention structure",
             subcategory="Pretrained",
+            labels={"model": "{pretrained}", "figure": "heatmaps"},
         ),
         pdf="results/figures/pretrained/{pretrained}_heatmaps.pdf",
     log:
         "logs/plot_pretrained_heatmaps/{pretrained}.log",
     params:
-        src=SRC,
         crop=config["structure"]["crop"],
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic plot-heatmaps --products {input} --title {wildcards.pretrained} --crop {params.crop}"
-        " --out {output.png} > {log} 2>&1"
+        "mimetic plot-heatmaps --products {input:q} --title {wildcards.pretrained:q} --crop {params.crop}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_pretrained_profile:
@@ -49,14 +46,14 @@ rule plot_pretrained_profile:
             caption="../report/profile.rst",
             category="Attention structure",
             subcategory="Pretrained",
+            labels={"model": "all pretrained", "figure": "diagonal profile"},
         ),
         pdf="results/figures/pretrained_profile.pdf",
     log:
         "logs/plot_pretrained_profile.log",
     params:
-        src=SRC,
-        metrics=labelled({p: f"results/pretrained/{p}/structure.csv" for p in config["pretrained"]}),
+        metrics=pretrained_metrics(),
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/analysis.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic plot-profile --metrics {params.metrics} --out {output.png} > {log} 2>&1"
+        "mimetic plot-profile --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1"

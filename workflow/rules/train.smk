@@ -1,26 +1,26 @@
-rule train:
+rule train_run:
     input:
         data_inputs,
     output:
-        metrics="results/runs/{experiment}/{arm}/seed{seed}/metrics.csv",
-        weights="results/runs/{experiment}/{arm}/seed{seed}/final.safetensors",
-        summary="results/runs/{experiment}/{arm}/seed{seed}/summary.json",
+        metrics=f"{RUN}/metrics.csv",
+        weights=f"{RUN}/final.safetensors",
+        summary=f"{RUN}/summary.json",
     log:
         "logs/train/{experiment}/{arm}/seed{seed}.log",
     params:
-        src=SRC,
-        args=train_args,
-        out=lambda wc, output: Path(output.summary).parent,
+        recipe=run_recipe,
+        execution=execution_options,
+        run=RUN,  # the run's folder, which the trainer owns
         # Outside the declared outputs, so Snakemake never deletes it: a re-run resumes.
         checkpoint="results/checkpoints/{experiment}/{arm}/seed{seed}.pt",
-        runs_per_gpu=config["runs_per_gpu"],
     threads: config["threads_per_run"]
     resources:
-        # `--resources gpu=N` bounds the runs started at once; each run then locks its own
-        # device(s) (mimetic.gpu). The SLURM executor turns this into --gpus.
-        gpu=lambda wc: config["experiments"][wc.experiment]["gpus"],
+        # `--resources gpu=N` bounds the runs started at once, and the SLURM executor asks for
+        # this many (--gpus); each run locks its own device(s) (mimetic.gpu).
+        gpu=run_gpus,
     conda:
-        "../envs/mimetic.yaml"
+        "../envs/train.yaml"
     shell:
-        "PYTHONPATH={params.src:q} python -m mimetic train {params.args} --out {params.out} --checkpoint {params.checkpoint}"
-        " --gpus {resources.gpu} --runs-per-gpu {params.runs_per_gpu} --threads {threads} > {log} 2>&1"
+        "mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
+        " --seed {wildcards.seed} --out {params.run:q} --checkpoint {params.checkpoint:q} {params.execution:q}"
+        " --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,138 @@
+"""Starting one run on its devices: checks that fail in the first second, the GPU lease, and
+the torchrun relaunch of data-parallel runs. Kept outside the trainer (as timm keeps
+`distributed_train.sh` outside its train.py), so `mimetic.train` stays one loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimetic import gpu, io
+from mimetic.recipe import TrainConfig
+
+
+class LaunchError(RuntimeError):
+    """A run cannot start (or cannot succeed) here; the message is one line saying why and what to do."""
+
+
+def check_cuda(gpus: int) -> None:
+    """Fail at once, in one line, where a run asks for GPUs that this PyTorch or machine lacks.
+
+    Counts devices through NVML (torch.cuda.device_count), so CUDA is not initialized and the
+    lease can still set CUDA_VISIBLE_DEVICES afterwards.
+    """
+    if gpus == 0:
+        return
+    if torch.version.cuda is None:
+        raise LaunchError(f"the run asks for {gpus} GPU(s) but this PyTorch ({torch.__version__}) is built without "
+                          "CUDA; install a CUDA build (the workflow's conda env pins one: see README, 'SLURM and "
+                          "conda') or set the experiment's `gpus: 0`")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if torch.cuda.device_count() == 0:
+        where = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "no NVIDIA driver or GPU found"
+        raise LaunchError(f"the run asks for {gpus} GPU(s) but this machine shows none ({where}); run it on a GPU "
+                          "node or set the experiment's `gpus: 0`")
+
+
+def failure_marker(checkpoint: str | os.PathLike) -> Path:
+    return Path(f"{checkpoint}.failed")
+
+
+def _check_previous_failure(cfg: TrainConfig, checkpoint: str | os.PathLike | None) -> None:
+    """A run that diverged fails the same way when resumed from the same checkpoint: a retry
+    (Snakemake's `retries`, a resubmitted SLURM job) stops at once instead of training again."""
+    if checkpoint is None or not failure_marker(checkpoint).is_file():
+        return
+    marker = failure_marker(checkpoint)
+    record = json.loads(marker.read_text())
+    if record["config"] == cfg.computed():
+        raise LaunchError(f"{record['error']} (this run failed so before: {marker}; delete that file to try again)")
+    marker.unlink()  # the recipe changed since: the old failure says nothing about this run
+
+
+def record_failure(cfg: TrainConfig, checkpoint: str | os.PathLike | None, error: BaseException) -> None:
+    if checkpoint is not None:
+        io.write_json(failure_marker(checkpoint), {"error": str(error), "config": cfg.computed()})
+
+
+def run(cfg: TrainConfig, out: str, *, experiment: str | None, arm: str | None, checkpoint: str | None,
+        gpus: int | None, runs_per_gpu: int, processes: int | None, threads: int, argv: list[str]) -> None:
+    """Train one run: here in this process, or under torchrun with one process per GPU.
+
+    argv: this command's own arguments, re-used for the torchrun workers.
+    """
+    from mimetic.train import train
+
+    cfg.validate()
+    if gpus is not None and gpus < 0 or processes is not None and processes < 1:
+        raise ValueError(f"--gpus={gpus} must be >= 0 and --processes={processes} >= 1")
+    worker = "WORLD_SIZE" in os.environ  # under torchrun: the launcher below chose the devices
+    if gpus is None:
+        gpus = 1 if torch.cuda.device_count() > 0 else 0
+    check_cuda(gpus)
+    _check_previous_failure(cfg, checkpoint)
+    if threads:
+        torch.set_num_threads(threads)
+    # Held until this process exits; the kernel frees it even on SIGKILL.
+    lease = gpu.claim(gpus, slots=runs_per_gpu, log=_print) if gpus and not worker else None
+    if lease:
+        _print(f"GPU(s) {','.join(lease.devices)} (CUDA_VISIBLE_DEVICES)")
+    nproc = processes or max(gpus, 1)
+    if worker or nproc == 1:
+        try:
+            train(cfg, out, experiment=experiment, arm=arm, checkpoint=checkpoint,
+                  device="cuda" if gpus else "cpu", log=_print)
+        except FloatingPointError as e:
+            record_failure(cfg, checkpoint, e)
+            raise LaunchError(str(e)) from e
+    else:
+        _torchrun(nproc, [*argv, f"--gpus={gpus}"])
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _torchrun(nproc: int, argv: list[str]) -> None:
+    """Re-run `python -m mimetic <argv>` under torchrun with `nproc` processes (one per GPU)."""
+    # --standalone: a local rendezvous on a free port, so concurrent runs never collide.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "mimetic", *argv]
+    # torchrun must not outlive us: if this launcher is killed, its workers get SIGTERM.
+    status = subprocess.run(cmd, preexec_fn=_die_with_parent).returncode
+    if status:
+        raise LaunchError(f"torchrun exited with status {status} (the workers' errors are above)")
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def recipe_from_json(text: str, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a JSON object of its fields, with `overrides` (None = not given) on top."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--recipe is not valid JSON ({e})") from e
+    if not isinstance(values, dict):
+        raise ValueError(f"--recipe must be a JSON object of recipe keys, not {type(values).__name__}")
+    fields = set(TrainConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"--recipe has unknown key(s) {unknown}; the keys are {sorted(fields)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    missing = sorted(f for f in ("dataset", "model") if f not in values)
+    if missing:
+        raise ValueError(f"--recipe needs {missing}")
+    return TrainConfig(**values)

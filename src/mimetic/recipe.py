@@ -1,0 +1,148 @@
+"""What a run computes, apart from the trainer: its config, its model, and a finished run.
+
+Analysis code (structure extraction, figures) imports this module, never `mimetic.train`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from mimetic.data import DATASETS
+from mimetic.data.augment import RandAugment
+from mimetic.init import apply_init, check_params
+from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
+
+FLIPS = ("auto", "yes", "no")
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. Defaults: the CIFAR-10 recipe of paper-notes.md
+    (AdamW, cosine with warm-up, clipping; ViT-Tiny, GAP, fixed sin-cos positions)."""
+
+    dataset: str = _opt(None, f"dataset: {sorted(DATASETS)}", required=True)
+    model: str = _opt(None, f"model: {sorted(MODELS)}", required=True)
+    data_root: str | None = _opt(None, "folder with the prepared dataset (unused by built-in ones)")
+    pool: str = _opt("avg", f"{POOLS}: global average pooling, or a class token")
+    pos_embed: str = _opt("sincos", f"{POS_EMBEDS}: learned, or fixed 2-D sin-cos position embeddings")
+    init: str = _opt("default", "attention initialization (`mimetic inits` lists them)")
+    init_params: dict = _opt({}, "the init's parameters, e.g. {\"alpha1\": 0.7}")
+    seed: int = _opt(0, "seed for model init, attention init, data order and augmentation")
+    epochs: int = _opt(200, "training epochs")
+    batch_size: int = _opt(512, "training batch size")
+    lr: float = _opt(1e-3, "peak learning rate")
+    min_lr: float = _opt(1e-6, "final learning rate of the cosine schedule")
+    warmup_epochs: int = _opt(10, "linear warm-up epochs")
+    weight_decay: float = _opt(0.01, "AdamW weight decay (not applied to norms, biases, embeddings)")
+    opt_eps: float = _opt(1e-3, "AdamW epsilon")
+    clip_grad: float = _opt(3.0, "gradient norm clipping; 0 disables it")
+    label_smoothing: float = _opt(0.0, "label smoothing")
+    drop_path: float = _opt(0.0, "stochastic depth rate")
+    crop_padding: int = _opt(0, "random crop after zero padding by this many pixels; 0 disables it")
+    flip: str = _opt("auto", f"{FLIPS}: horizontal flips; auto = only where the dataset allows")
+    randaugment: str = _opt("", "RandAugment in timm's syntax, e.g. rand-m9-mstd0.5-inc1 (on the device); "
+                                "empty disables it")
+    mixup: float = _opt(0.0, "mixup Beta(alpha, alpha) parameter; 0 disables it")
+    cutmix: float = _opt(0.0, "cutmix Beta(alpha, alpha) parameter; 0 disables it (with mixup too: "
+                              "one of the two per batch)")
+    eval_batch_size: int = _opt(1024, "evaluation batch size")
+    amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
+    accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (same global batch)")
+    compile: bool = _opt(False, "torch.compile the model (CUDA only)")
+    checkpoint_every: int = _opt(1, "epochs between checkpoints (the last epoch is always checkpointed)")
+
+    # Fields that do not change what a run computes: a checkpoint made under other
+    # values of these is still this run's.
+    EXECUTION = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every")
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first bad field; fill the arm's default parameters."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r}: unknown; choose one of {sorted(DATASETS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r}: unknown; choose one of {sorted(MODELS)}")
+        for name, choices in (("pool", POOLS), ("pos_embed", POS_EMBEDS), ("flip", FLIPS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {choices}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "accum_steps", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed", "mixup",
+                     "cutmix"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
+        if not self.lr > 0 or not self.opt_eps > 0:
+            raise ValueError(f"lr={self.lr}, opt_eps={self.opt_eps}: both must be > 0")
+        for name in ("label_smoothing", "drop_path"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
+        if self.warmup_epochs >= self.epochs and self.epochs > 1:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
+        if self.batch_size % self.accum_steps:
+            raise ValueError(f"batch_size={self.batch_size} is not divisible by accum_steps={self.accum_steps}")
+        if self.randaugment:
+            RandAugment.parse(self.randaugment)
+        self.init_params = check_params(self.init, self.init_params)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def computed(self) -> dict[str, Any]:
+        """The fields that decide what the run computes: all but EXECUTION."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION}
+
+
+def build_model(cfg: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
+    """The run's model: timm's init seeded by cfg.seed, then its attention init.
+
+    The attention noise has its own generator, so every init leaves the global RNG (and with
+    it data order and dropout) in the same state.
+    """
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, pool=cfg.pool,
+                         pos_embed=cfg.pos_embed, drop_path=cfg.drop_path)
+    return apply_init(model, cfg.init, seed=cfg.seed, **cfg.init_params)
+
+
+STAGES = ("init", "final")
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Path]:
+    """A finished run's summary.json and the path of its final.safetensors."""
+    run_dir = Path(run_dir)
+    summary, weights = run_dir / "summary.json", run_dir / "final.safetensors"
+    for path in (summary, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a finished training run "
+                                    "(run `mimetic train` or the workflow's train_run rule first)")
+    return json.loads(summary.read_text()), weights
+
+
+def run_model(summary: dict[str, Any], weights: str | os.PathLike, stage: str) -> nn.Module:
+    """A finished run's model: stage "init" rebuilds the exact model it started from (same
+    seed, same init), "final" loads the weights it ended with."""
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
+    cfg = TrainConfig(**summary["config"]).validate()
+    state = load_file(str(weights))
+    model = build_model(cfg, num_classes=state["head.weight"].shape[0],
+                        in_chans=state["patch_embed.proj.weight"].shape[1])
+    if stage == "final":
+        model.load_state_dict(state)
+    return model.eval()
