@@ -12,8 +12,6 @@ import contextlib
 import dataclasses
 import os
 import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ from mimetic.data import DATASETS, ImageData, load_dataset
 from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
 from mimetic.init import apply_init, check_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
+from mimetic.provenance import environment
 
 FLIPS = ("auto", "yes", "no")
 
@@ -113,25 +112,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def environment() -> dict[str, Any]:
-    """What produced a run: package versions, git commit, device."""
-    import numpy
-    import timm
-
-    import mimetic
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "python": sys.version.split()[0], "torch": torch.__version__, "timm": timm.__version__,
-        "numpy": numpy.__version__, "mimetic": mimetic.__version__, "git_commit": commit,
-        "host": platform.node(),
-    }
 
 
 def _device_name(device: torch.device) -> str:
