@@ -36,7 +36,8 @@ def _git(args: list[str], cwd: Path) -> str | None:
     # GIT_OPTIONAL_LOCKS=0: `git status` must not refresh the index of a checkout other jobs read.
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, env=env)
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, env=env,
+                              check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
