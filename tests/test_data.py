@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import pickle
+import stat
 import tarfile
 import threading
 import zipfile
@@ -21,7 +22,7 @@ from PIL import Image
 
 from mimetic.data import (DATASETS, PREPARED, CorruptFile, DatasetUnavailable, load_dataset, load_prepared,
                           prepare)
-from mimetic.data.fetch import Source
+from mimetic.data.fetch import Extracted, Source
 
 OFFLINE_URL = "http://127.0.0.1:9/"  # the discard port: refused at once, like a machine without internet
 RNG = np.random.default_rng(0)
@@ -39,6 +40,44 @@ def point_at(monkeypatch, name: str, folder: Path, url: str = OFFLINE_URL, md5s:
         digest = (md5s or {}).get(s.filename) or md5(folder / s.filename)
         sources.append(Source(url + s.filename, s.filename, digest))
     monkeypatch.setitem(PREPARED, name, dataclasses.replace(spec, sources=sources))
+
+
+def point_extracted_at(monkeypatch, name: str, folder: Path) -> None:
+    """Make `name`'s extracted-folder MD5s those of the test files in `folder` (the extracted folder)."""
+    spec = PREPARED[name]
+    md5s = {rel: md5(folder / rel) for rel in spec.extracted.md5s}
+    monkeypatch.setitem(PREPARED, name, dataclasses.replace(spec, extracted=Extracted(spec.extracted.folder, md5s)))
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unpack an upstream archive into `dest` as torchvision does; returns `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="data")
+    return dest
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every entry under `root` (and `root` itself): mode, mtime and, for files, the content hash.
+    A folder's mtime changes when an entry is added or removed, even if removed again."""
+    out = {}
+    for p in [root, *sorted(root.rglob("*"))]:
+        st = p.lstat()
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        out[p.relative_to(root).as_posix()] = (stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_size, digest)
+    return out
+
+
+def arrays(folder: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for split in ("train", "test"):
+        with np.load(folder / f"{split}.npz") as z:
+            out[split + "_x"], out[split + "_y"] = z["x"], z["y"]
+    return out
 
 
 # --- archives in the upstream layouts -------------------------------------------------------
@@ -176,7 +215,8 @@ def test_tiny_imagenet_zip_to_arrays(tmp_path, monkeypatch):
 
 
 def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
-    """The real download path (torchvision's download_url) against a local HTTP server."""
+    """The real download path (torchvision's download_url) against a local HTTP server: downloads
+    go into the project's own folder (resources/data/<name>, the default of data.<name>.root)."""
     cifar_archive(tmp_path / "served", "cifar10")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "served"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -184,52 +224,186 @@ def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
     try:
         url = f"http://127.0.0.1:{server.server_port}/"
         point_at(monkeypatch, "cifar10", tmp_path / "served", url=url)
-        prepare("cifar10", root=tmp_path / "raw", out=tmp_path / "out")
-        assert md5(tmp_path / "raw/cifar-10-python.tar.gz") == md5(tmp_path / "served/cifar-10-python.tar.gz")
-        # A download that fails its MD5 leaves nothing behind under any name.
+        (tmp_path / "project").mkdir()
+        monkeypatch.chdir(tmp_path / "project")
+        prepare("cifar10")
+        own = tmp_path / "project/resources/data/cifar10"
+        assert md5(own / "cifar-10-python.tar.gz") == md5(tmp_path / "served/cifar-10-python.tar.gz")
+        assert sorted(p.name for p in own.iterdir()) == ["cifar-10-python.tar.gz", "meta.json", "test.npz",
+                                                         "train.npz"]
+        # A download that fails its MD5 leaves nothing behind under any name, not even its folder.
+        (tmp_path / "project2").mkdir()
+        monkeypatch.chdir(tmp_path / "project2")
         point_at(monkeypatch, "cifar10", tmp_path / "served", url=url, md5s={"cifar-10-python.tar.gz": "0" * 32})
         with pytest.raises(CorruptFile, match="MD5"):
-            prepare("cifar10", root=tmp_path / "raw2", out=tmp_path / "out2")
-        assert list((tmp_path / "raw2").iterdir()) == []
+            prepare("cifar10")
+        assert list((tmp_path / "project2").iterdir()) == []
     finally:
         server.shutdown()
 
 
 # --- errors --------------------------------------------------------------------------------
 
-def test_wrong_checksum_is_rejected_and_moved_aside(tmp_path, monkeypatch):
-    cifar_archive(tmp_path / "raw", "cifar10")
-    point_at(monkeypatch, "cifar10", tmp_path / "raw", md5s={"cifar-10-python.tar.gz": "0" * 32})
-    with pytest.raises(CorruptFile, match="expected 0{32}"):
-        prepare("cifar10", root=tmp_path / "raw", out=tmp_path / "out")
-    assert not (tmp_path / "raw/cifar-10-python.tar.gz").exists()
-    assert (tmp_path / "raw/cifar-10-python.tar.gz.corrupt").exists()
+def test_bad_download_in_the_project_folder_is_moved_aside(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / "resources/data/cifar10"
+    cifar_archive(own, "cifar10")
+    point_at(monkeypatch, "cifar10", own, md5s={"cifar-10-python.tar.gz": "0" * 32})
+    with pytest.raises(CorruptFile, match="expected 0{32}.*moved it to .*cifar-10-python.tar.gz.corrupt"):
+        prepare("cifar10", root="resources/data/cifar10", out=tmp_path / "out")  # the schema default, spelled out
+    assert not (own / "cifar-10-python.tar.gz").exists()
+    assert (own / "cifar-10-python.tar.gz.corrupt").exists()
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name", ["cifar100", "svhn", "tiny_imagenet"])
-def test_truncated_file_is_rejected(tmp_path, monkeypatch, name):
-    build = {"cifar100": lambda f: cifar_archive(f, "cifar100"), "svhn": svhn_mats, "tiny_imagenet": tiny_zip}
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "tiny_imagenet"])
+def test_truncated_file_in_a_users_folder_is_reported_and_left_untouched(tmp_path, monkeypatch, name):
+    build = {"cifar10": lambda f: cifar_archive(f, "cifar10"), "cifar100": lambda f: cifar_archive(f, "cifar100"),
+             "svhn": svhn_mats, "tiny_imagenet": tiny_zip}
     build[name](tmp_path / "raw")
     point_at(monkeypatch, name, tmp_path / "raw")  # the MD5s of the intact files
     victim = tmp_path / "raw" / PREPARED[name].sources[0].filename
+    good = md5(victim)
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
-    with pytest.raises(CorruptFile, match=str(victim)):
+    before = tree(tmp_path / "raw")
+    with pytest.raises(CorruptFile) as err:
         prepare(name, root=tmp_path / "raw", out=tmp_path / "out")
-    assert not victim.exists() and victim.with_name(victim.name + ".corrupt").exists()
+    msg = str(err.value)
+    assert f"{victim} has MD5 {md5(victim)}, expected {good}" in msg
+    assert "left untouched" in msg and f"data.{name}.root" in msg
+    assert tree(tmp_path / "raw") == before
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_extracted_cifar_folder_gives_the_same_arrays_as_the_archive(tmp_path, monkeypatch, name):
+    truth = cifar_archive(tmp_path / "archive", name)
+    point_at(monkeypatch, name, tmp_path / "archive")
+    users = extract(tmp_path / "archive" / PREPARED[name].sources[0].filename, tmp_path / "users")
+    point_extracted_at(monkeypatch, name, users / PREPARED[name].extracted.folder)
+    before = tree(users)
+    meta = prepare(name, root=users, out=tmp_path / "from_folder")
+    assert tree(users) == before  # only read
+    from_archive = prepare(name, root=tmp_path / "archive", out=tmp_path / "from_archive")
+    a, b = arrays(tmp_path / "from_folder"), arrays(tmp_path / "from_archive")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.array_equal(a["train_x"], truth["train_x"]) and np.array_equal(a["test_y"], truth["test_y"])
+    assert meta["classes"] == from_archive["classes"] and meta["train"] == from_archive["train"]
+    assert {s["file"] for s in meta["sources"]} == {str(users / PREPARED[name].extracted.folder / f)
+                                                    for f in PREPARED[name].extracted.md5s}
+
+
+def test_torchvision_root_with_archive_and_folder_reads_the_archive(tmp_path, monkeypatch):
+    cifar_archive(tmp_path / "tv", "cifar10")
+    extract(tmp_path / "tv" / "cifar-10-python.tar.gz", tmp_path / "tv")
+    point_at(monkeypatch, "cifar10", tmp_path / "tv")
+    meta = prepare("cifar10", root=tmp_path / "tv", out=tmp_path / "out")
+    assert [s["file"] for s in meta["sources"]] == [str(tmp_path / "tv" / "cifar-10-python.tar.gz")]
+
+
+def test_corrupt_extracted_batch_is_named_with_its_md5s_and_left_untouched(tmp_path, monkeypatch):
+    cifar_archive(tmp_path / "archive", "cifar10")
+    users = extract(tmp_path / "archive" / "cifar-10-python.tar.gz", tmp_path / "users")
+    folder = users / "cifar-10-batches-py"
+    point_extracted_at(monkeypatch, "cifar10", folder)
+    victim = folder / "data_batch_3"
+    good = md5(victim)
+    victim.write_bytes(victim.read_bytes()[:-100])  # truncated
+    before = tree(users)
+    with pytest.raises(CorruptFile) as err:
+        prepare("cifar10", root=users, out=tmp_path / "out")
+    msg = str(err.value)
+    assert f"{victim} has MD5 {md5(victim)}, expected {good}" in msg
+    assert "left untouched" in msg and "data.cifar10.root" in msg
+    assert tree(users) == before and not (tmp_path / "out").exists()
+    # A missing batch is named too.
+    victim.unlink()
+    before = tree(users)
+    with pytest.raises(CorruptFile, match=f"{victim} does not exist: the extracted folder .* is incomplete"):
+        prepare("cifar10", root=users, out=tmp_path / "out")
+    assert tree(users) == before
+
+
+def test_extracted_tiny_imagenet_gives_the_same_arrays_as_the_zip(tmp_path, monkeypatch):
+    tiny_zip(tmp_path / "archive")
+    point_at(monkeypatch, "tiny_imagenet", tmp_path / "archive")
+    users = extract(tmp_path / "archive" / "tiny-imagenet-200.zip", tmp_path / "users")
+    before = tree(users)
+    meta = prepare("tiny_imagenet", root=users, out=tmp_path / "from_folder")
+    assert tree(users) == before
+    assert meta["sources"] == [{"file": str(users / "tiny-imagenet-200"), "md5": None}]
+    prepare("tiny_imagenet", root=tmp_path / "archive", out=tmp_path / "from_zip")
+    a, b = arrays(tmp_path / "from_folder"), arrays(tmp_path / "from_zip")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_damaged_extracted_tiny_imagenet_is_named_and_left_untouched(tmp_path, monkeypatch):
+    tiny_zip(tmp_path / "archive")
+    users = extract(tmp_path / "archive" / "tiny-imagenet-200.zip", tmp_path / "users")
+    image = users / "tiny-imagenet-200/val/images/val_2.JPEG"
+    image.write_bytes(image.read_bytes()[:50])
+    before = tree(users)
+    with pytest.raises(CorruptFile, match=f"cannot read {image} as a 64x64 image.*left untouched"):
+        prepare("tiny_imagenet", root=users, out=tmp_path / "out")
+    assert tree(users) == before
+    # A class without training images: the copy is incomplete.
+    images = users / "tiny-imagenet-200/train/n02000000/images"
+    for p in images.iterdir():
+        p.unlink()
+    with pytest.raises(CorruptFile, match=r"no training images for 1 of its 3 classes .*n02000000"):
+        prepare("tiny_imagenet", root=users, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "tiny_imagenet"])
+def test_missing_users_folder_is_reported_and_not_created(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare(name, root=tmp_path / "nowhere", out=tmp_path / "out")
+    msg = str(err.value)
+    assert f"{tmp_path / 'nowhere'} does not exist (config key data.{name}.root)" in msg
+    assert PREPARED[name].sources[0].filename in msg and f"resources/data/{name}" in msg
+    assert sorted(tmp_path.iterdir()) == []  # nothing created, nothing downloaded
+
+
+@pytest.mark.parametrize("name", ["cifar100", "svhn", "tiny_imagenet"])
+def test_users_folder_without_the_dataset_is_an_error_not_a_download(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "unrelated.txt").write_text("x")
+    before = tree(users)
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare(name, root=users, out=tmp_path / "out")
+    msg = str(err.value)
+    spec = PREPARED[name]
+    assert f"{users} holds neither {spec.sources[0].filename}" in msg and f"data.{name}.root" in msg
+    if spec.extracted:
+        assert f"nor the extracted folder {spec.extracted.folder}/" in msg
+    assert "never downloaded into" in msg
+    assert tree(users) == before and sorted(tmp_path.iterdir()) == [users]
+
+
+def test_users_folder_with_one_of_two_files_names_the_missing_one(tmp_path, monkeypatch):
+    svhn_mats(tmp_path / "raw")
+    point_at(monkeypatch, "svhn", tmp_path / "raw")
+    (tmp_path / "raw/test_32x32.mat").unlink()
+    before = tree(tmp_path / "raw")
+    with pytest.raises(DatasetUnavailable, match=r"test_32x32\.mat does not exist, though .* holds train_32x32"):
+        prepare("svhn", root=tmp_path / "raw", out=tmp_path / "out")
+    assert tree(tmp_path / "raw") == before
+
+
 def test_offline_error_names_dataset_path_and_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     spec = PREPARED["svhn"]
     monkeypatch.setitem(PREPARED, "svhn", dataclasses.replace(
         spec, sources=[Source(OFFLINE_URL + s.filename, s.filename, s.md5) for s in spec.sources]))
     with pytest.raises(DatasetUnavailable) as err:
-        prepare("svhn", root=tmp_path / "nowhere", out=tmp_path / "out")
+        prepare("svhn", out=tmp_path / "out")
     msg = str(err.value)
-    assert "svhn" in msg and str(tmp_path / "nowhere" / "train_32x32.mat") in msg and "data.svhn.root" in msg
-    assert not (tmp_path / "nowhere" / "train_32x32.mat").exists()
-    assert not list((tmp_path / "nowhere").glob("*"))  # no partial or temporary file left
+    assert "svhn" in msg and "resources/data/svhn/train_32x32.mat" in msg and "data.svhn.root" in msg
+    assert sorted(tmp_path.iterdir()) == []  # no partial or temporary file left, no folder made
 
 
 def test_unprepared_dataset_names_the_path_and_key(tmp_path):

@@ -40,7 +40,7 @@ def test_run_folder_contents_are_complete_and_consistent(finished):
     assert on_disk["best_test_acc"] == pytest.approx(metrics["test_acc"].max())
     assert on_disk["config"]["arm"] == on_disk["arm"] == "mimetic"
     assert on_disk["init_params"] == {"alpha1": 0.7, "beta1": 0.7, "alpha2": 0.4, "beta2": 0.4, "dist": "normal"}
-    assert {"torch", "timm", "git_commit", "python"} <= set(on_disk["environment"])
+    assert {"torch", "timm", "git_commit", "git_dirty", "source_sha256", "python"} <= set(on_disk["environment"])
     assert on_disk["device"] and on_disk["epochs"] == 3 and on_disk["seed"] == 0
     assert not (out / "ckpt.pt").exists()  # removed once the outputs are complete
     assert not list(out.glob(".*.tmp"))

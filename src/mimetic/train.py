@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,26 +27,8 @@ from mimetic import io
 from mimetic.data import ImageData, load_dataset
 from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
 from mimetic.models import MODELS
+from mimetic.provenance import environment
 from mimetic.recipe import TrainConfig, build_model
-
-
-def environment() -> dict[str, Any]:
-    """What produced a run: package versions, git commit, device."""
-    import numpy
-    import timm
-
-    import mimetic
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "python": sys.version.split()[0], "torch": torch.__version__, "timm": timm.__version__,
-        "numpy": numpy.__version__, "mimetic": mimetic.__version__, "git_commit": commit,
-        "host": platform.node(),
-    }
 
 
 def _device_name(device: torch.device) -> str:

@@ -19,11 +19,13 @@ class DatasetError(RuntimeError):
 
 
 class DatasetUnavailable(DatasetError):
-    """The dataset is not on disk and cannot be downloaded (offline, or never downloadable)."""
+    """The dataset is not where the config says and is not downloaded: offline, never downloadable,
+    or the folder named is the user's own (only the project's own folder is downloaded into)."""
 
 
 class CorruptFile(DatasetError):
-    """A file failed its checksum or could not be read; it was moved aside or removed."""
+    """A file failed its checksum or could not be read. Only the project's own downloads are moved aside
+    (renamed to *.corrupt) or removed; a copy of the user's is left as it is."""
 
 
 @dataclass

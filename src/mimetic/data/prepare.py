@@ -1,5 +1,8 @@
 """The data stage: upstream files -> resources/data/<name>/{train,test}.npz + meta.json.
 
+Where the upstream files are looked for, when they are downloaded, and what happens to a file
+that fails its check is decided in `mimetic.data.fetch` (docs/datasets.md explains it).
+
 Each split is one uncompressed .npz with `x` (uint8, N x C x H x W) and `y` (int64): loading
 it is a single read, and the whole set then goes to the training device (see train.Batches).
 meta.json is written last, so its presence marks a complete folder.
@@ -18,7 +21,7 @@ import torch
 from mimetic import io
 from mimetic.data import cifar, svhn, tiny_imagenet
 from mimetic.data.core import DATA_DIR, Arrays, DatasetUnavailable, ImageData, register
-from mimetic.data.fetch import Source, config_key, fetch
+from mimetic.data.fetch import Extracted, Source, config_key, locate, own_folder
 
 
 @dataclass(frozen=True)
@@ -26,15 +29,21 @@ class Prepared:
     """A dataset the data stage downloads and converts."""
 
     sources: list[Source]
-    read: Callable[[str, list[Path]], Arrays]
+    read: Callable[[str, list[Path]], Arrays]  # reads the verified upstream files
     flip: bool  # whether a horizontal flip keeps an image's meaning (not for digits)
+    extracted: Extracted | None = None  # the folder the archive extracts to; None: nothing to extract
+    read_extracted: Callable[[str, Path], Arrays] | None = None  # reads that folder once verified
 
 
 PREPARED: dict[str, Prepared] = {
-    "cifar10": Prepared(cifar.SOURCES["cifar10"], cifar.read, flip=True),
-    "cifar100": Prepared(cifar.SOURCES["cifar100"], cifar.read, flip=True),
-    "svhn": Prepared(svhn.SOURCES["svhn"], svhn.read, flip=False),
-    "tiny_imagenet": Prepared(tiny_imagenet.SOURCES["tiny_imagenet"], tiny_imagenet.read, flip=True),
+    "cifar10": Prepared(cifar.SOURCES["cifar10"], cifar.read, flip=True, extracted=cifar.EXTRACTED["cifar10"],
+                        read_extracted=cifar.read_extracted),
+    "cifar100": Prepared(cifar.SOURCES["cifar100"], cifar.read, flip=True, extracted=cifar.EXTRACTED["cifar100"],
+                         read_extracted=cifar.read_extracted),
+    "svhn": Prepared(svhn.SOURCES["svhn"], svhn.read, flip=False),  # .mat files: nothing to extract
+    "tiny_imagenet": Prepared(tiny_imagenet.SOURCES["tiny_imagenet"], tiny_imagenet.read, flip=True,
+                              extracted=tiny_imagenet.EXTRACTED["tiny_imagenet"],
+                              read_extracted=tiny_imagenet.read_extracted),
 }
 SPLITS = ("train", "test")
 
@@ -45,20 +54,27 @@ def _write_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def prepare(name: str, root: str | Path | None = None, out: str | Path | None = None) -> dict:
-    """Fetch `name`'s upstream files into (or find them in) `root`, verify them and write
-    the uint8 arrays into `out`; both default to resources/data/<name>. Returns the metadata."""
+    """Find `name`'s upstream files (or their extracted folder) in `root`, verify them and write
+    the uint8 arrays into `out`; both default to resources/data/<name>. Only that default `root`,
+    the project's own folder, is downloaded into; any other is only read. Returns the metadata."""
     if name not in PREPARED:
         raise ValueError(f"unknown dataset {name!r} for the data stage; choose one of {sorted(PREPARED)}")
     spec = PREPARED[name]
-    root = Path(root) if root is not None else DATA_DIR / name
+    root = Path(root) if root is not None else own_folder(name)
     out = Path(out) if out is not None else DATA_DIR / name
-    files = [fetch(name, source, root) for source in spec.sources]
-    arrays = spec.read(name, files)
+    found = locate(name, spec.sources, spec.extracted, root)
+    if found.folder is None:
+        arrays = spec.read(name, found.files)
+        sources = [{"file": str(p), "md5": s.md5} for p, s in zip(found.files, spec.sources)]
+    else:
+        arrays = spec.read_extracted(name, found.folder)
+        sources = [{"file": str(found.folder / rel), "md5": md5} for rel, md5 in spec.extracted.md5s.items()]
+        sources = sources or [{"file": str(found.folder), "md5": None}]  # no published checksums
     _write_npz(out / "train.npz", arrays.train_x, arrays.train_y)
     _write_npz(out / "test.npz", arrays.test_x, arrays.test_y)
     meta = {"name": name, "classes": arrays.classes, "flip": spec.flip,
             "shape": list(arrays.train_x.shape[1:]), "train": len(arrays.train_y), "test": len(arrays.test_y),
-            "sources": [{"file": str(p), "md5": s.md5} for p, s in zip(files, spec.sources)]}
+            "sources": sources}
     io.write_json(out / "meta.json", meta)
     return meta
 
