@@ -7,17 +7,22 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mimetic.aggregate import load_runs, markdown, summarize
+from mimetic.aggregate import RecordError, load_runs, markdown, summarize
+
+
+def records(dirs):
+    return [(d / "summary.json", d / "metrics.csv") for d in dirs]
 
 
 def make_run(root, experiment, arm, seed, accs):
-    d = root / experiment / arm / f"seed{seed}"
+    d = root / f"run-{experiment}-{arm}-{seed}"  # identity comes from the records, not the folder
     d.mkdir(parents=True)
     n = len(accs)
     pd.DataFrame({"epoch": range(1, n + 1), "lr": 1e-3, "train_loss": 1.0, "train_acc": 50.0, "test_loss": 1.0,
                   "test_acc": accs, "images_per_s": 100.0, "wall_time": np.arange(1, n + 1.0)}).to_csv(
         d / "metrics.csv", index=False)
-    summary = {"seed": seed, "arm": arm.split("_")[0], "config": {"dataset": "digits", "model": "vit_digits"},
+    summary = {"experiment": experiment, "arm": arm, "seed": seed, "init": arm.split("_")[0], "init_params": {},
+               "config": {"dataset": "digits", "model": "vit_digits"},
                "final_test_acc": accs[-1], "best_test_acc": max(accs), "best_epoch": int(np.argmax(accs)) + 1,
                "epochs": n, "wall_time": float(n), "device": "cpu"}
     (d / "summary.json").write_text(json.dumps(summary))
@@ -31,7 +36,7 @@ def runs(tmp_path):
         ("mimetic", 0): [30, 71, 75], ("mimetic", 1): [30, 65, 80], ("mimetic", 2): [20, 50, 74],
     }
     dirs = [make_run(tmp_path, "digits", arm, seed, accs) for (arm, seed), accs in curves.items()]
-    return load_runs(dirs)
+    return load_runs(records(dirs))
 
 
 def test_load_runs_keys_and_shapes(runs):
@@ -65,6 +70,22 @@ def test_markdown_shows_mean_spread_and_seeds(runs):
     assert "| digits | default | 3 (0 1 2) | 70.00 ± 2.00 | – |" in md
 
 
-def test_missing_run_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="summary.json is missing"):
-        load_runs([tmp_path / "digits" / "default" / "seed0"])
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "summary.json").unlink(), r"summary\.json: missing"),
+    (lambda d: (d / "summary.json").write_text('{"seed": 0, '), r"summary\.json: not valid JSON"),
+    (lambda d: (d / "summary.json").write_text('{"seed": 0}'), r"summary\.json: lacks \['experiment', 'arm'"),
+    (lambda d: (d / "metrics.csv").write_text("epoch,lr\n1,0.1\n"), r"metrics\.csv: lacks column\(s\) \['test_acc'"),
+    (lambda d: (d / "metrics.csv").write_text('"'), r"metrics\.csv: (not a readable CSV|lacks)"),
+])
+def test_a_bad_record_is_named_with_what_is_wrong(tmp_path, damage, message):
+    d = make_run(tmp_path, "digits", "default", 0, [10, 20])
+    damage(d)
+    with pytest.raises(RecordError, match=message):
+        load_runs(records([d]))
+
+
+def test_two_records_of_one_run_are_rejected(tmp_path):
+    a = make_run(tmp_path / "a", "digits", "default", 0, [10, 20])
+    b = make_run(tmp_path / "b", "digits", "default", 0, [10, 30])
+    with pytest.raises(RecordError, match="two records claim the same run"):
+        load_runs(records([a, b]))

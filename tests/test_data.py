@@ -171,7 +171,7 @@ def tiny_zip(folder: Path, per_class: int = 3) -> Path:
 def test_cifar_archive_to_arrays(tmp_path, monkeypatch, name, n_classes):
     truth = cifar_archive(tmp_path / "raw", name)
     point_at(monkeypatch, name, tmp_path / "raw")
-    meta = prepare(name, root=tmp_path / "raw", out=tmp_path / "out")
+    meta = prepare(name, root=tmp_path / "raw", outputs=tmp_path / "out")
     assert meta["train"] == len(truth["train_y"]) and meta["test"] == len(truth["test_y"])
     assert len(meta["classes"]) == n_classes
     data = load_dataset(name, tmp_path / "out")
@@ -186,7 +186,7 @@ def test_cifar_archive_to_arrays(tmp_path, monkeypatch, name, n_classes):
 def test_svhn_mat_to_arrays(tmp_path, monkeypatch):
     truth = svhn_mats(tmp_path / "raw")
     point_at(monkeypatch, "svhn", tmp_path / "raw")
-    prepare("svhn", root=tmp_path / "raw", out=tmp_path / "out")
+    prepare("svhn", root=tmp_path / "raw", outputs=tmp_path / "out")
     data = load_dataset("svhn", tmp_path / "out")
     assert data.train_x.shape == (12, 3, 32, 32) and data.test_x.shape == (5, 3, 32, 32)
     assert np.array_equal(data.train_x.numpy(), truth["train_x"])
@@ -198,7 +198,7 @@ def test_svhn_mat_to_arrays(tmp_path, monkeypatch):
 def test_tiny_imagenet_zip_to_arrays(tmp_path, monkeypatch):
     tiny_zip(tmp_path / "raw")
     point_at(monkeypatch, "tiny_imagenet", tmp_path / "raw")
-    meta = prepare("tiny_imagenet", root=tmp_path / "raw", out=tmp_path / "out")
+    meta = prepare("tiny_imagenet", root=tmp_path / "raw", outputs=tmp_path / "out")
     assert meta["classes"] == sorted(TINY_WNIDS)
     data = load_prepared("tiny_imagenet", tmp_path / "out")
     assert data.train_x.shape == (9, 3, 64, 64) and data.test_x.shape == (6, 3, 64, 64)
@@ -250,7 +250,7 @@ def test_bad_download_in_the_project_folder_is_moved_aside(tmp_path, monkeypatch
     cifar_archive(own, "cifar10")
     point_at(monkeypatch, "cifar10", own, md5s={"cifar-10-python.tar.gz": "0" * 32})
     with pytest.raises(CorruptFile, match="expected 0{32}.*moved it to .*cifar-10-python.tar.gz.corrupt"):
-        prepare("cifar10", root="resources/data/cifar10", out=tmp_path / "out")  # the schema default, spelled out
+        prepare("cifar10", root="resources/data/cifar10", outputs=tmp_path / "out")  # the schema default, spelled out
     assert not (own / "cifar-10-python.tar.gz").exists()
     assert (own / "cifar-10-python.tar.gz.corrupt").exists()
     assert not (tmp_path / "out").exists()
@@ -267,7 +267,7 @@ def test_truncated_file_in_a_users_folder_is_reported_and_left_untouched(tmp_pat
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     before = tree(tmp_path / "raw")
     with pytest.raises(CorruptFile) as err:
-        prepare(name, root=tmp_path / "raw", out=tmp_path / "out")
+        prepare(name, root=tmp_path / "raw", outputs=tmp_path / "out")
     msg = str(err.value)
     assert f"{victim} has MD5 {md5(victim)}, expected {good}" in msg
     assert "left untouched" in msg and f"data.{name}.root" in msg
@@ -282,9 +282,9 @@ def test_extracted_cifar_folder_gives_the_same_arrays_as_the_archive(tmp_path, m
     users = extract(tmp_path / "archive" / PREPARED[name].sources[0].filename, tmp_path / "users")
     point_extracted_at(monkeypatch, name, users / PREPARED[name].extracted.folder)
     before = tree(users)
-    meta = prepare(name, root=users, out=tmp_path / "from_folder")
+    meta = prepare(name, root=users, outputs=tmp_path / "from_folder")
     assert tree(users) == before  # only read
-    from_archive = prepare(name, root=tmp_path / "archive", out=tmp_path / "from_archive")
+    from_archive = prepare(name, root=tmp_path / "archive", outputs=tmp_path / "from_archive")
     a, b = arrays(tmp_path / "from_folder"), arrays(tmp_path / "from_archive")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert np.array_equal(a["train_x"], truth["train_x"]) and np.array_equal(a["test_y"], truth["test_y"])
@@ -297,7 +297,7 @@ def test_torchvision_root_with_archive_and_folder_reads_the_archive(tmp_path, mo
     cifar_archive(tmp_path / "tv", "cifar10")
     extract(tmp_path / "tv" / "cifar-10-python.tar.gz", tmp_path / "tv")
     point_at(monkeypatch, "cifar10", tmp_path / "tv")
-    meta = prepare("cifar10", root=tmp_path / "tv", out=tmp_path / "out")
+    meta = prepare("cifar10", root=tmp_path / "tv", outputs=tmp_path / "out")
     assert [s["file"] for s in meta["sources"]] == [str(tmp_path / "tv" / "cifar-10-python.tar.gz")]
 
 
@@ -311,7 +311,7 @@ def test_corrupt_extracted_batch_is_named_with_its_md5s_and_left_untouched(tmp_p
     victim.write_bytes(victim.read_bytes()[:-100])  # truncated
     before = tree(users)
     with pytest.raises(CorruptFile) as err:
-        prepare("cifar10", root=users, out=tmp_path / "out")
+        prepare("cifar10", root=users, outputs=tmp_path / "out")
     msg = str(err.value)
     assert f"{victim} has MD5 {md5(victim)}, expected {good}" in msg
     assert "left untouched" in msg and "data.cifar10.root" in msg
@@ -320,7 +320,7 @@ def test_corrupt_extracted_batch_is_named_with_its_md5s_and_left_untouched(tmp_p
     victim.unlink()
     before = tree(users)
     with pytest.raises(CorruptFile, match=f"{victim} does not exist: the extracted folder .* is incomplete"):
-        prepare("cifar10", root=users, out=tmp_path / "out")
+        prepare("cifar10", root=users, outputs=tmp_path / "out")
     assert tree(users) == before
 
 
@@ -329,10 +329,10 @@ def test_extracted_tiny_imagenet_gives_the_same_arrays_as_the_zip(tmp_path, monk
     point_at(monkeypatch, "tiny_imagenet", tmp_path / "archive")
     users = extract(tmp_path / "archive" / "tiny-imagenet-200.zip", tmp_path / "users")
     before = tree(users)
-    meta = prepare("tiny_imagenet", root=users, out=tmp_path / "from_folder")
+    meta = prepare("tiny_imagenet", root=users, outputs=tmp_path / "from_folder")
     assert tree(users) == before
     assert meta["sources"] == [{"file": str(users / "tiny-imagenet-200"), "md5": None}]
-    prepare("tiny_imagenet", root=tmp_path / "archive", out=tmp_path / "from_zip")
+    prepare("tiny_imagenet", root=tmp_path / "archive", outputs=tmp_path / "from_zip")
     a, b = arrays(tmp_path / "from_folder"), arrays(tmp_path / "from_zip")
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -344,14 +344,14 @@ def test_damaged_extracted_tiny_imagenet_is_named_and_left_untouched(tmp_path, m
     image.write_bytes(image.read_bytes()[:50])
     before = tree(users)
     with pytest.raises(CorruptFile, match=f"cannot read {image} as a 64x64 image.*left untouched"):
-        prepare("tiny_imagenet", root=users, out=tmp_path / "out")
+        prepare("tiny_imagenet", root=users, outputs=tmp_path / "out")
     assert tree(users) == before
     # A class without training images: the copy is incomplete.
     images = users / "tiny-imagenet-200/train/n02000000/images"
     for p in images.iterdir():
         p.unlink()
     with pytest.raises(CorruptFile, match=r"no training images for 1 of its 3 classes .*n02000000"):
-        prepare("tiny_imagenet", root=users, out=tmp_path / "out")
+        prepare("tiny_imagenet", root=users, outputs=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -359,7 +359,7 @@ def test_damaged_extracted_tiny_imagenet_is_named_and_left_untouched(tmp_path, m
 def test_missing_users_folder_is_reported_and_not_created(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatasetUnavailable) as err:
-        prepare(name, root=tmp_path / "nowhere", out=tmp_path / "out")
+        prepare(name, root=tmp_path / "nowhere", outputs=tmp_path / "out")
     msg = str(err.value)
     assert f"{tmp_path / 'nowhere'} does not exist (config key data.{name}.root)" in msg
     assert PREPARED[name].sources[0].filename in msg and f"resources/data/{name}" in msg
@@ -374,7 +374,7 @@ def test_users_folder_without_the_dataset_is_an_error_not_a_download(tmp_path, m
     (users / "unrelated.txt").write_text("x")
     before = tree(users)
     with pytest.raises(DatasetUnavailable) as err:
-        prepare(name, root=users, out=tmp_path / "out")
+        prepare(name, root=users, outputs=tmp_path / "out")
     msg = str(err.value)
     spec = PREPARED[name]
     assert f"{users} holds neither {spec.sources[0].filename}" in msg and f"data.{name}.root" in msg
@@ -390,7 +390,7 @@ def test_users_folder_with_one_of_two_files_names_the_missing_one(tmp_path, monk
     (tmp_path / "raw/test_32x32.mat").unlink()
     before = tree(tmp_path / "raw")
     with pytest.raises(DatasetUnavailable, match=r"test_32x32\.mat does not exist, though .* holds train_32x32"):
-        prepare("svhn", root=tmp_path / "raw", out=tmp_path / "out")
+        prepare("svhn", root=tmp_path / "raw", outputs=tmp_path / "out")
     assert tree(tmp_path / "raw") == before
 
 
@@ -400,7 +400,7 @@ def test_offline_error_names_dataset_path_and_key(tmp_path, monkeypatch):
     monkeypatch.setitem(PREPARED, "svhn", dataclasses.replace(
         spec, sources=[Source(OFFLINE_URL + s.filename, s.filename, s.md5) for s in spec.sources]))
     with pytest.raises(DatasetUnavailable) as err:
-        prepare("svhn", out=tmp_path / "out")
+        prepare("svhn", outputs=tmp_path / "out")
     msg = str(err.value)
     assert "svhn" in msg and "resources/data/svhn/train_32x32.mat" in msg and "data.svhn.root" in msg
     assert sorted(tmp_path.iterdir()) == []  # no partial or temporary file left, no folder made
@@ -427,6 +427,10 @@ def test_builtin_datasets_need_no_data_stage():
     assert synthetic.train_x.shape[1:] == (3, 32, 32) and synthetic.flip
 
 
+def outputs(folder):
+    return ["--train", str(folder / "train.npz"), "--test", str(folder / "test.npz"), "--meta", str(folder / "meta.json")]
+
+
 def test_cli_prepare_exits_with_the_message(tmp_path, monkeypatch):
     from mimetic.cli import main
 
@@ -434,8 +438,8 @@ def test_cli_prepare_exits_with_the_message(tmp_path, monkeypatch):
     monkeypatch.setitem(PREPARED, "cifar10", dataclasses.replace(
         spec, sources=[Source(OFFLINE_URL + s.filename, s.filename, s.md5) for s in spec.sources]))
     with pytest.raises(SystemExit, match=r"mimetic prepare: cifar10: .*data\.cifar10\.root"):
-        main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out")])
+        main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), *outputs(tmp_path / "out")])
     cifar_archive(tmp_path / "raw", "cifar10")
     point_at(monkeypatch, "cifar10", tmp_path / "raw")
-    assert main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), "--out", str(tmp_path / "out")]) == 0
+    assert main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), *outputs(tmp_path / "out")]) == 0
     assert load_dataset("cifar10", tmp_path / "out").train_x.shape == (20, 3, 32, 32)

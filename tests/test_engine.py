@@ -14,15 +14,17 @@ from safetensors.torch import load_file
 
 from mimetic.data import load_dataset
 from mimetic.models import MODELS, create_model
-from mimetic.train import TrainConfig, build_model, train
+from mimetic.recipe import TrainConfig, build_model
+from mimetic.train import train
 
-RECIPE = ["--dataset", "digits", "--model", "vit_digits", "--batch-size", "256", "--warmup-epochs", "1",
-          "--lr", "0.002", "--crop-padding", "1", "--arm", "mimetic", "--threads", "1", "--gpus", "0"]
+RECIPE = {"dataset": "digits", "model": "vit_digits", "batch_size": 256, "warmup_epochs": 1, "lr": 0.002,
+          "crop_padding": 1, "init": "mimetic", "epochs": 6}
 EXACT = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]  # not timings
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mimetic", "train", *RECIPE, *args]
+    return [sys.executable, "-m", "mimetic", "train", "--recipe", json.dumps(RECIPE), "--threads", "1", "--gpus", "0",
+            *args]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -34,13 +36,13 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
-    run("--epochs", "6", "--out", str(out))
+    run("--out", str(out))
     return out
 
 
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path, reference):
     out, ckpt = tmp_path / "run", tmp_path / "ckpt.pt"
-    proc = subprocess.Popen(cli("--epochs", "6", "--out", str(out), "--checkpoint", str(ckpt)),
+    proc = subprocess.Popen(cli("--out", str(out), "--checkpoint", str(ckpt)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     while not ckpt.exists():  # the first epoch is done and on disk
         assert proc.poll() is None, proc.stdout.read()
@@ -49,7 +51,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path, re
     proc.wait()
     assert not (out / "summary.json").exists()
 
-    resumed = run("--epochs", "6", "--out", str(out), "--checkpoint", str(ckpt))
+    resumed = run("--out", str(out), "--checkpoint", str(ckpt))
     first = next(line for line in resumed.stdout.splitlines() if line.startswith("resumed"))
     done = int(first.rsplit(" ", 1)[1])
     assert 1 <= done < 6, first
@@ -62,7 +64,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path, re
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, reference):
     out = tmp_path / "ddp"
-    run("--epochs", "6", "--processes", "2", "--out", str(out))
+    run("--processes", "2", "--out", str(out))
     ddp, single = pd.read_csv(out / "metrics.csv"), pd.read_csv(reference / "metrics.csv")
     for col in ("train_loss", "test_loss", "lr"):
         assert ddp[col].to_numpy() == pytest.approx(single[col].to_numpy(), rel=1e-4), col
@@ -109,15 +111,14 @@ def test_pool_and_position_embedding_choices():
 def test_fixed_position_embeddings_do_not_train(tmp_path):
     cfg = TrainConfig(dataset="digits", model="vit_digits", epochs=1, batch_size=256, warmup_epochs=0,
                       pos_embed="sincos")
-    before = build_model(cfg, load_dataset("digits")).pos_embed.detach().clone()
+    before = build_model(cfg, num_classes=10, in_chans=1).pos_embed.detach().clone()
     train(cfg, tmp_path, log=lambda s: None)
     assert torch.equal(load_file(tmp_path / "final.safetensors")["pos_embed"], before)
 
 
 def test_two_arms_at_one_seed_differ_only_in_attention_weights_at_step_0():
-    data = load_dataset("digits")
     base = dict(dataset="digits", model="vit_digits", seed=4)
-    default = build_model(TrainConfig(**base, arm="default").validate(), data).state_dict()
-    mimetic = build_model(TrainConfig(**base, arm="mimetic").validate(), data).state_dict()
+    default = build_model(TrainConfig(**base, init="default").validate(), num_classes=10, in_chans=1).state_dict()
+    mimetic = build_model(TrainConfig(**base, init="mimetic").validate(), num_classes=10, in_chans=1).state_dict()
     differ = {name for name in default if not torch.equal(default[name], mimetic[name])}
     assert differ == {f"blocks.{i}.attn.{w}.weight" for i in range(4) for w in ("qkv", "proj")}

@@ -92,12 +92,41 @@ def test_claim_exports_the_devices(tmp_path, monkeypatch):
         assert (tmp_path / "gpu4.slot0.lock").exists()
 
 
-def test_under_slurm_the_schedulers_devices_are_used_as_given(tmp_path, monkeypatch):
-    monkeypatch.setenv("MIMETIC_GPU_LOCK_DIR", str(tmp_path))
-    monkeypatch.setenv("SLURM_JOB_ID", "123")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    lease = gpu.claim(2)
-    assert lease.devices == ["0", "1"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
-    assert not list(tmp_path.iterdir())
-    with pytest.raises(ValueError, match="asks for 3 GPU"):
-        gpu.claim(3)
+CLAIMER = textwrap.dedent("""
+    import time
+    from mimetic import gpu
+    lease = gpu.claim(1)
+    print(lease.devices[0], flush=True)
+    time.sleep(600)
+""")
+
+
+def claim_in_process(env: dict) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-c", CLAIMER], stdout=subprocess.PIPE, text=True, env=env)
+    return proc, proc.stdout.readline().strip()
+
+
+def test_runs_inside_one_slurm_allocation_get_distinct_devices(tmp_path, holders):
+    """`salloc --gpus=4`, then several runs: SLURM set CUDA_VISIBLE_DEVICES for the whole
+    allocation, and every run must still get a device of its own."""
+    env = {**os.environ, "MIMETIC_GPU_LOCK_DIR": str(tmp_path), "SLURM_JOB_ID": "123",
+           "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    devices = []
+    for _ in range(3):
+        proc, dev = claim_in_process(env)
+        holders.append(proc)
+        devices.append(dev)
+    assert len(set(devices)) == 3 and set(devices) <= {"0", "1", "2", "3"}
+    # Another SLURM job on the node has its own "GPU 0": it does not wait for this job's locks.
+    other, dev = claim_in_process({**env, "SLURM_JOB_ID": "456", "CUDA_VISIBLE_DEVICES": "0"})
+    holders.append(other)
+    assert dev == "0"
+
+
+def test_a_waiting_run_says_so(tmp_path, holders):
+    proc, _ = hold(tmp_path, devices="0")
+    holders.append(proc)
+    heard = []
+    with pytest.raises(TimeoutError):
+        gpu.acquire(1, devices=["0"], lock_dir=tmp_path, timeout=0.5, poll=0.1, log=heard.append)
+    assert len(heard) == 1 and "waiting for 1 free GPU slot(s) among ['0']" in heard[0]

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from mimetic import cli, pretrained
 from mimetic.attention import attention_layers
-from mimetic.pretrained import PretrainedUnavailable, gpt2_weights, pretrained_weights, run_model
+from mimetic.pretrained import PretrainedUnavailable, gpt2_weights, pretrained_weights
 from mimetic.structure import products_from_weights, structure_metrics
 
 VIT = "vit_tiny_patch16_224"  # timm architecture: d = 192, 3 heads of 64, 12 layers
@@ -206,7 +206,7 @@ def test_offline_without_a_file_names_model_cache_and_key(offline, model):
 
 def test_cli_extract_offline_fails_with_one_message(offline, capsys):
     with pytest.raises(SystemExit) as err:
-        cli.main(["extract", "--model", "deit_tiny_patch16_224.fb_in1k", "--label", "deit", "--out-dir", "unused"])
+        cli.main(["extract", "--model", "deit_tiny_patch16_224.fb_in1k", "--label", "deit", *outputs("unused")])
     assert "deit_tiny_patch16_224.fb_in1k" in str(err.value) and "pretrained.deit.file" in str(err.value)
 
 
@@ -217,7 +217,7 @@ def test_unknown_timm_name_is_not_mistaken_for_offline():
 
 def test_cli_extract_writes_products_and_metrics(vit_checkpoint, tmp_path):
     folder, plants, _ = vit_checkpoint
-    cli.main(["extract", "--model", VIT, "--file", str(folder / "vit.safetensors"), "--out-dir", str(tmp_path)])
+    cli.main(["extract", "--model", VIT, "--file", str(folder / "vit.safetensors"), *outputs(tmp_path)])
     from safetensors.torch import load_file
 
     products = load_file(str(tmp_path / "products.safetensors"))
@@ -229,23 +229,41 @@ def test_cli_extract_writes_products_and_metrics(vit_checkpoint, tmp_path):
 
 
 def test_run_model_rebuilds_the_initial_and_loads_the_final_weights(tmp_path):
-    """A finished run's folder: init is exactly what build_model gave the run, final what it saved."""
-    from mimetic.data import load_dataset
+    """A finished run: init is exactly what build_model gave the run, final what it saved."""
+    from mimetic.recipe import TrainConfig, build_model, load_run, run_model
     from mimetic.structure import attention_products
-    from mimetic.train import TrainConfig, build_model
 
-    cfg = TrainConfig(dataset="digits", model="vit_digits", arm="mimetic", seed=3).validate()
-    start = build_model(cfg, load_dataset("digits"))
+    cfg = TrainConfig(dataset="digits", model="vit_digits", init="mimetic", seed=3).validate()
+    start = build_model(cfg, num_classes=10, in_chans=1)
     final = {k: v + 0.01 for k, v in start.state_dict().items()}  # "training"
     save_file(final, str(tmp_path / "final.safetensors"))
     (tmp_path / "summary.json").write_text(json.dumps({"config": cfg.to_dict()}))
 
+    summary, weights = load_run(tmp_path)
     for stage, expected in (("init", start.state_dict()), ("final", final)):
-        got = run_model(tmp_path, stage).state_dict()
+        got = run_model(summary, weights, stage).state_dict()
         assert all(torch.equal(got[k], expected[k]) for k in expected), stage
-    assert structure_metrics(attention_products(run_model(tmp_path, "init")))["diag_mean"].abs().gt(0.1).all()
+    init = run_model(summary, weights, "init")
+    assert structure_metrics(attention_products(init))["diag_mean"].abs().gt(0.1).all()
     with pytest.raises(FileNotFoundError, match="not a finished training run"):
-        run_model(tmp_path / "nothing", "final")
+        load_run(tmp_path / "nothing")
+
+
+def test_analysis_code_does_not_import_the_trainer():
+    import subprocess
+    import sys
+
+    code = ("import sys, mimetic.pretrained, mimetic.recipe, mimetic.aggregate, mimetic.plots, mimetic.structure; "
+            "print('mimetic.train' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def outputs(folder):
+    return ["--products", f"{folder}/products.safetensors", "--metrics", f"{folder}/structure.csv"]
+
+
+def figure(stem):
+    return [f"{stem}.png", f"{stem}.pdf"]
 
 
 def _is_figure(png, min_bytes=20_000):
@@ -263,15 +281,15 @@ def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path)
     products = {}
     for label, path in sources.items():
         model, heads = (VIT, None) if label == "vit" else ("gpt2", GPT2_HEADS)
-        cli.main(["extract", "--model", model, "--file", str(path), "--out-dir", str(tmp_path / label)]
+        cli.main(["extract", "--model", model, "--file", str(path), *outputs(tmp_path / label)]
                  + (["--num-heads", str(heads)] if heads else []))
         products[label] = f"{label}={tmp_path / label / 'products.safetensors'}"
     figures = tmp_path / "figures"
     cli.main(["plot-heatmaps", "--products", str(tmp_path / "gpt2" / "products.safetensors"),
-              "--title", "gpt2 planted", "--crop", "0", "--out", str(figures / "gpt2_heatmaps.png")])
-    cli.main(["plot-profile", "--out", str(figures / "profile.png"), "--metrics",
+              "--title", "gpt2 planted", "--crop", "0", "--out", *figure(figures / "gpt2_heatmaps")])
+    cli.main(["plot-profile", "--out", *figure(figures / "profile"), "--metrics",
               *(f"{label}={tmp_path / label / 'structure.csv'}" for label in sources)])
-    cli.main(["plot-compare", "--out", str(figures / "compare.png"), "--crop", "16", "--products",
+    cli.main(["plot-compare", "--out", *figure(figures / "compare"), "--crop", "16", "--products",
               *products.values()])
     for name in ("gpt2_heatmaps", "profile", "compare"):
         assert _is_figure(figures / f"{name}.png"), name

@@ -9,14 +9,15 @@ from safetensors.torch import load_file
 
 from mimetic import cli
 from mimetic.data import load_dataset
-from mimetic.train import Batches, TrainConfig, build_model, evaluate, train
+from mimetic.recipe import TrainConfig, build_model
+from mimetic.train import Batches, evaluate, train
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "wall_time"]
 
 
 def tiny(**kw) -> TrainConfig:
     base = dict(dataset="digits", model="vit_digits", epochs=3, batch_size=256, warmup_epochs=1, lr=2e-3,
-                crop_padding=1, arm="mimetic")
+                crop_padding=1, init="mimetic")
     return TrainConfig(**{**base, **kw})
 
 
@@ -38,7 +39,9 @@ def test_run_folder_contents_are_complete_and_consistent(finished):
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["final_test_acc"] == pytest.approx(metrics["test_acc"].iloc[-1])
     assert on_disk["best_test_acc"] == pytest.approx(metrics["test_acc"].max())
-    assert on_disk["config"]["arm"] == on_disk["arm"] == "mimetic"
+    assert on_disk["config"]["init"] == on_disk["init"] == "mimetic"
+    # Identity labels default to the dataset and the init outside the workflow.
+    assert (on_disk["experiment"], on_disk["arm"]) == ("digits", "mimetic")
     assert on_disk["init_params"] == {"alpha1": 0.7, "beta1": 0.7, "alpha2": 0.4, "beta2": 0.4, "dist": "normal"}
     assert {"torch", "timm", "git_commit", "git_dirty", "source_sha256", "python"} <= set(on_disk["environment"])
     assert on_disk["device"] and on_disk["epochs"] == 3 and on_disk["seed"] == 0
@@ -50,7 +53,7 @@ def test_saved_weights_reproduce_the_final_accuracy(finished):
     out, summary = finished
     cfg = tiny()
     data = load_dataset("digits")
-    model = build_model(cfg, data)
+    model = build_model(cfg, num_classes=data.num_classes, in_chans=data.channels)
     model.load_state_dict(load_file(out / "final.safetensors"))
     batches = Batches(data, cfg, torch.device("cpu"))
     _, acc = evaluate(model, data.test_x, data.test_y, batches.normalize, 512, amp=False)
@@ -95,8 +98,8 @@ def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
 
     real_build = tr.build_model
 
-    def poisoned(cfg, data):
-        model = real_build(cfg, data)
+    def poisoned(cfg, **shape):
+        model = real_build(cfg, **shape)
         calls = {"n": 0}
 
         def hook(module, args, output):
@@ -111,22 +114,56 @@ def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
         train(tiny(), tmp_path / "run", log=lambda s: None)
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
+    # Launched as the workflow does, a retry (same recipe, same checkpoint) fails at once
+    # instead of training to the same divergence again; another recipe trains.
+    from mimetic import launch
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "cifar11"], "dataset='cifar11': unknown"),
-    (["--epochs", "0"], "epochs=0: must be >= 1"),
-    (["--pool", "max"], "pool='max'"),
-    (["--arm", "mimetic", "--init-param", "beta2=-1"], "beta2=-1 must be a finite number >= 0"),
-    (["--arm", "default", "--init-param", "alpha1=0.5"], "arm 'default' takes no parameter ['alpha1']"),
-    (["--label-smoothing", "1.5"], "label_smoothing=1.5"),
+    ckpt = tmp_path / "ckpt.pt"
+    kw = dict(experiment=None, arm=None, checkpoint=str(ckpt), gpus=0, runs_per_gpu=1, processes=None, threads=0,
+              argv=[])
+    with pytest.raises(launch.LaunchError, match="non-finite training loss at epoch 2"):
+        launch.run(tiny(), str(tmp_path / "run"), **kw)
+    assert launch.failure_marker(ckpt).is_file()
+    monkeypatch.setattr(tr, "build_model", lambda *a, **k: pytest.fail("a known divergence was trained again"))
+    with pytest.raises(launch.LaunchError, match=r"failed so before: .*ckpt\.pt\.failed; delete that file"):
+        launch.run(tiny(), str(tmp_path / "run"), **kw)
+    monkeypatch.setattr(tr, "build_model", real_build)
+    launch.run(tiny(lr=1e-3), str(tmp_path / "run"), **kw)
+    assert (tmp_path / "run" / "summary.json").is_file() and not launch.failure_marker(ckpt).exists()
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ({"dataset": "cifar11"}, "dataset='cifar11': unknown"),
+    ({"epochs": 0}, "epochs=0: must be >= 1"),
+    ({"pool": "max"}, "pool='max'"),
+    ({"init": "mimetic", "init_params": {"beta2": -1}}, "beta2=-1 must be a finite number >= 0"),
+    ({"init": "default", "init_params": {"alpha1": 0.5}}, "init 'default' takes no parameter ['alpha1']"),
+    ({"label_smoothing": 1.5}, "label_smoothing=1.5"),
+    ({"epoch": 3}, "--recipe has unknown key(s) ['epoch']"),
 ])
-def test_cli_rejects_bad_options_before_training(tmp_path, args, message):
-    base = {"--dataset": "digits", "--model": "vit_digits"}
-    argv = ["train", *[x for kv in base.items() if kv[0] not in args for x in kv], *args, "--out", str(tmp_path)]
+def test_cli_rejects_bad_options_before_training(tmp_path, recipe, message):
+    argv = ["train", "--recipe", json.dumps({"dataset": "digits", "model": "vit_digits", **recipe}),
+            "--gpus", "0", "--out", str(tmp_path)]
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
     assert message in str(e.value)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_gpu_run_without_cuda_fails_at_once_in_one_line(tmp_path):
+    """(CI has no GPU.) No traceback, no lock, no run folder: one line naming the problem."""
+    import subprocess
+    import sys
+    import time
+
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mimetic", "train", "--recipe",
+                           '{"dataset": "digits", "model": "vit_digits"}', "--gpus", "1", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - start < 30
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "asks for 1 GPU(s)" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_model_and_dataset_sizes_must_match(tmp_path):

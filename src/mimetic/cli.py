@@ -286,7 +286,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mimetic.source import check_workflow_source
+    from mimetic.provenance import check_workflow_source
 
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)

@@ -188,7 +188,8 @@ class RandAugment:
         """timm's config string, e.g. "rand-m9-mstd0.5-inc1" (keys m, n, mstd, inc, p)."""
         parts = spec.split("-")
         if parts[0] != "rand":
-            raise ValueError(f"randaugment={spec!r}: must start with 'rand-' (timm's syntax, e.g. rand-m9-mstd0.5-inc1)")
+            raise ValueError(f"randaugment={spec!r}: must start with 'rand-' "
+                             "(timm's syntax, e.g. rand-m9-mstd0.5-inc1)")
         kw: dict[str, Any] = {}
         keys = {"mstd": ("magnitude_std", float), "m": ("magnitude", float), "n": ("num_layers", int),
                 "inc": ("increasing", lambda v: bool(int(v))), "p": ("prob", float)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,19 @@ from torch import Tensor
 
 # Where the data stage puts each dataset (relative to the workflow's working directory).
 DATA_DIR = Path("resources/data")
+
+
+Outputs = str | Path | Mapping[str, str | Path | None] | None
+
+
+def output_files(name: str, given: Outputs, files: Mapping[str, str]) -> dict[str, Path]:
+    """Where the data stage writes dataset `name`: each of `files` (key -> file name) at the path
+    given for its key (the workflow passes the files its rule declares), or in the folder given,
+    or in DATA_DIR/name."""
+    if given is None or isinstance(given, (str, Path)):
+        folder = DATA_DIR / name if given is None else Path(given)
+        return {key: folder / file for key, file in files.items()}
+    return {key: Path(given[key]) if given.get(key) else DATA_DIR / name / file for key, file in files.items()}
 
 
 class DatasetError(RuntimeError):

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
 
 from mimetic import io
-from mimetic.data.core import DATA_DIR, DatasetUnavailable
+from mimetic.data.core import DATA_DIR, DatasetUnavailable, Outputs, output_files
 
 STYLES = ("resnet", "deit")
 SPLITS = ("train", "val")
@@ -70,9 +70,10 @@ def _samples(folder: Path, class_to_idx: dict[str, int], per_class: int | None) 
     return out
 
 
-def index(root: str | Path | None, out: str | Path = OUT, *, image_size: int = 224,
+def index(root: str | Path | None, outputs: Outputs = None, *, image_size: int = 224,
           train_per_class: int | None = None, val_per_class: int | None = None) -> dict:
-    """Check the ImageFolder copy at `root` and write its index into `out`; returns the metadata."""
+    """Check the ImageFolder copy at `root` and write its index to `outputs` ("train", "test" CSV
+    and "meta" .json, default resources/data/imagenet/{train,val}.csv, meta.json); returns the metadata."""
     folders = {split: _folder(root, split) for split in SPLITS}
     classes, class_to_idx = find_classes(str(folders["train"]))
     val_classes, _ = find_classes(str(folders["val"]))
@@ -80,16 +81,16 @@ def index(root: str | Path | None, out: str | Path = OUT, *, image_size: int = 2
         missing = sorted(set(classes) ^ set(val_classes))[:5]
         raise DatasetUnavailable(f"imagenet: {folders['train']} and {folders['val']} hold different classes "
                                  f"(e.g. {missing}); both need one folder per class")
-    out = Path(out)
+    out = output_files("imagenet", outputs, {"train": "train.csv", "test": "val.csv", "meta": "meta.json"})
     counts = {}
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):
         samples = _samples(folders[split], class_to_idx, per_class)
         counts[split] = len(samples)
-        with io.atomic_path(out / f"{split}.csv") as tmp, open(tmp, "w", newline="") as f:
+        with io.atomic_path(out["train" if split == "train" else "test"]) as tmp, open(tmp, "w", newline="") as f:
             csv.writer(f).writerows([("path", "label"), *samples])
     meta = {"name": "imagenet", "root": str(folders["train"].parent), "classes": classes, "image_size": image_size,
             "train_per_class": train_per_class, "val_per_class": val_per_class, **counts}
-    io.write_json(out / "meta.json", meta)
+    io.write_json(out["meta"], meta)
     return meta
 
 

@@ -20,7 +20,7 @@ import torch
 
 from mimetic import io
 from mimetic.data import cifar, svhn, tiny_imagenet
-from mimetic.data.core import DATA_DIR, Arrays, DatasetUnavailable, ImageData, register
+from mimetic.data.core import DATA_DIR, Arrays, DatasetUnavailable, ImageData, Outputs, output_files, register
 from mimetic.data.fetch import Extracted, Source, config_key, locate, own_folder
 
 
@@ -53,15 +53,16 @@ def _write_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
         np.savez(f, x=x, y=y)  # a file object: np.savez would append .npz to a name
 
 
-def prepare(name: str, root: str | Path | None = None, out: str | Path | None = None) -> dict:
+def prepare(name: str, root: str | Path | None = None, outputs: Outputs = None) -> dict:
     """Find `name`'s upstream files (or their extracted folder) in `root`, verify them and write
-    the uint8 arrays into `out`; both default to resources/data/<name>. Only that default `root`,
-    the project's own folder, is downloaded into; any other is only read. Returns the metadata."""
+    the uint8 arrays to `outputs` ("train", "test" .npz and "meta" .json, meta last); both default
+    to resources/data/<name>. Only that default `root`, the project's own folder, is downloaded
+    into; any other is only read. Returns the metadata."""
     if name not in PREPARED:
         raise ValueError(f"unknown dataset {name!r} for the data stage; choose one of {sorted(PREPARED)}")
     spec = PREPARED[name]
     root = Path(root) if root is not None else own_folder(name)
-    out = Path(out) if out is not None else DATA_DIR / name
+    out = output_files(name, outputs, {"train": "train.npz", "test": "test.npz", "meta": "meta.json"})
     found = locate(name, spec.sources, spec.extracted, root)
     if found.folder is None:
         arrays = spec.read(name, found.files)
@@ -70,12 +71,12 @@ def prepare(name: str, root: str | Path | None = None, out: str | Path | None = 
         arrays = spec.read_extracted(name, found.folder)
         sources = [{"file": str(found.folder / rel), "md5": md5} for rel, md5 in spec.extracted.md5s.items()]
         sources = sources or [{"file": str(found.folder), "md5": None}]  # no published checksums
-    _write_npz(out / "train.npz", arrays.train_x, arrays.train_y)
-    _write_npz(out / "test.npz", arrays.test_x, arrays.test_y)
+    _write_npz(out["train"], arrays.train_x, arrays.train_y)
+    _write_npz(out["test"], arrays.test_x, arrays.test_y)
     meta = {"name": name, "classes": arrays.classes, "flip": spec.flip,
             "shape": list(arrays.train_x.shape[1:]), "train": len(arrays.train_y), "test": len(arrays.test_y),
             "sources": sources}
-    io.write_json(out / "meta.json", meta)
+    io.write_json(out["meta"], meta)
     return meta
 
 
