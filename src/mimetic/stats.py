@@ -95,13 +95,15 @@ def bootstrap_interval(x: object, level: float = LEVEL, resamples: int = BOOTSTR
 
 
 def paired_p(treatment: object, baseline: object) -> float:
-    """Two-sided paired t-test p; NaN below 2 pairs, 1.0 when every difference is exactly 0
-    (scipy's 0/0 NaN: no evidence of any difference)."""
+    """Two-sided paired t-test p; NaN below 2 pairs. Where every difference is the same (sd 0, e.g.
+    epoch counts) t is 0/0 or infinite: p is 1.0 for all-zero differences (no evidence of any
+    difference), else 0.0, the limit scipy reaches with a precision warning."""
     t, b = _array(treatment), _array(baseline)
     if len(t) < 2:
         return math.nan
-    if np.all(t - b == 0):
-        return 1.0
+    d = t - b
+    if np.all(d == d[0]):
+        return 1.0 if d[0] == 0 else 0.0
     return float(stats.ttest_rel(t, b).pvalue)
 
 
