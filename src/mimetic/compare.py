@@ -133,7 +133,9 @@ def verdicts(main_df: pd.DataFrame, claims: Sequence[Claim]) -> pd.DataFrame:
                      "metric": c.metric, "claimed_gain": c.gain,
                      **{k: r[k] for k in _gain_columns(None)}, "verdict": r["verdict"],
                      "quote": c.quote, "source": c.source, "url": c.url or "", "note": c.note or ""})
-    return pd.DataFrame(rows)
+    columns = ["claim", "experiment", "baseline", "treatment", "metric", "claimed_gain", *_gain_columns(None),
+               "verdict", "quote", "source", "url", "note"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _params(runs: pd.DataFrame) -> pd.Series:

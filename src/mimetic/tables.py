@@ -55,10 +55,15 @@ def _claimed(v: float) -> str:
 def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
                references: Sequence[Reference] = (), treatment: str = compare.TREATMENT) -> Table:
     data = compare.main(runs, baseline, claims, references, treatment)
-    base_name, treat_name = _unique(data["baseline"], "baseline"), _unique(data["treatment"], "treatment")
-    display = pd.DataFrame({
+    # One comparison throughout: the arm names head the columns. Several (claims on other arms):
+    # generic headers and a column naming each row's comparison.
+    several = data["baseline"].nunique() > 1 or data["treatment"].nunique() > 1
+    base_name, treat_name = ("baseline", "treatment") if several or data.empty else (
+        data["baseline"].iloc[0], data["treatment"].iloc[0])
+    columns = {
         "experiment": data["experiment"],
         "claim": [c or DASH for c in data["claim"]],
+        "comparison": [f"{t} vs {b}" for t, b in data[["treatment", "baseline"]].values],
         f"{base_name} (%)": [mean_sd(*r) for r in data[["baseline_mean", "baseline_sd", "baseline_n"]].values],
         f"{treat_name} (%)": [mean_sd(*r) for r in data[["treatment_mean", "treatment_sd", "treatment_n"]].values],
         "gain (points)": data["gain_mean"].map(signed),
@@ -70,12 +75,15 @@ def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
         f"published ({base_name} → {treat_name})": [
             compare.published(references, e, [b, t], compact=True) or DASH
             for e, b, t in data[["experiment", "baseline", "treatment"]].values],
-    })
+    }
+    if not several:
+        del columns["comparison"]
+    display = pd.DataFrame(columns)
     notes = [_metric_note(data["metric"]),
              f"Gain: treatment − baseline paired by seed, in accuracy points; {stats.INTERVAL_METHOD}; "
              f"p: {stats.TEST_METHOD}.",
              _VERDICT_RULE, _PUBLISHED]
-    align = ["l", "l", "r", "r", "r", "r", "r", "r", "r", "l", "p{4.2cm}"]
+    align = ["l", "l"] + ["l"] * several + ["r"] * 7 + ["l", "p{4.2cm}"]
     return Table("main", data, display, f"{treat_name} vs {base_name}: final test accuracy, paired gain and "
                  "verdict on each claim", notes, align)
 
