@@ -171,6 +171,9 @@ def test_has_grid_on_shipped_configs():
     assert not compare.has_grid(arms("quickstart.yaml"))
     assert not compare.has_grid({"default": {"init": "default"}, "mimetic": {"init": "mimetic"},
                                  "u": {"init": "mimetic", "params": {"dist": "uniform"}}})
+    # the baseline is no grid cell: a mimetic baseline and one variant are no grid
+    two = {"mimetic": {"init": "mimetic"}, "b": {"init": "mimetic", "params": {"beta1": 0.5}}}
+    assert compare.has_grid(two, baseline="default") and not compare.has_grid(two, baseline="mimetic")
 
 
 def test_time_to_accuracy_by_hand(records):

@@ -196,12 +196,14 @@ def grid_groups(arms: Mapping[str, tuple[str, Mapping]]) -> list[list[str]]:
     return out
 
 
-def has_grid(arms_config: Mapping[str, Mapping]) -> bool:
-    """Whether a workflow config's `arms` (label -> {init, params}) form an (alpha, beta) grid: for
-    declaring the grid outputs. Parameters are completed with the init's defaults first."""
+def has_grid(arms_config: Mapping[str, Mapping], baseline: str = "default") -> bool:
+    """Whether a workflow config's `arms` (label -> {init, params}) other than the baseline form an
+    (alpha, beta) grid, as grid() will find in their runs: for declaring the grid outputs.
+    Parameters are completed with the init's defaults first, as the runs record them."""
     from mimetic.init import check_params  # torch: only for this
 
-    arms = {label: (a["init"], check_params(a["init"], dict(a.get("params") or {}))) for label, a in arms_config.items()}
+    arms = {label: (a["init"], check_params(a["init"], dict(a.get("params") or {})))
+            for label, a in arms_config.items() if label != baseline}
     return bool(grid_groups(arms))
 
 

@@ -35,7 +35,8 @@ class Table:
     def column_spec(self) -> list[str]:
         if self.align is not None:
             if len(self.align) != len(self.display.columns):
-                raise ValueError(f"table {self.name}: {len(self.align)} column types for {len(self.display.columns)} columns")
+                raise ValueError(f"table {self.name}: {len(self.align)} column types for "
+                                 f"{len(self.display.columns)} columns")
             return list(self.align)
         return ["r" if _numeric_column(self.display[c]) else "l" for c in self.display.columns]
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from mimetic import compare, render, stats
 from mimetic.claims import Claim, Reference
-from mimetic.render import DASH, Table, interval, mean_sd, num, pvalue, signed
+from mimetic.render import DASH, Table, interval, mean_sd, pvalue, signed
 
 TABLES = ("main", "verdicts", "ablation", "time_to_accuracy", "references")
 GRID = "grid"
