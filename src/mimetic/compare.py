@@ -142,7 +142,9 @@ def _params(runs: pd.DataFrame) -> pd.Series:
     # Run records from before init_params existed (and `default`) have none: '{}'.
     if "init_params" not in runs.columns:
         return pd.Series("{}", index=runs.index)
-    return runs["init_params"].fillna("{}").astype(str)
+    # canonical JSON; parameters given as dicts (straight from summary.json) are made so here
+    return runs["init_params"].map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, dict)
+                                   else "{}" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
 
 
 def arms_of(runs: pd.DataFrame) -> pd.DataFrame:

@@ -296,7 +296,8 @@ def grid_heatmap(runs: pd.DataFrame, out: str | Path, baseline: str = "default",
                  beta=[compare.axis_label(r, "beta") for r in g.to_dict("records")])
     key = lambda s: [float(x) for x in s.split(" / ")] if s else []  # noqa: E731
     panels = list(g.groupby(["experiment", "group"], sort=True))
-    limit = float(np.nanmax(np.abs(g[["gain_mean", "gain_t_lo", "gain_t_hi"]].to_numpy()))) or 1.0
+    # one symmetric scale for every panel, set by the mean gains (intervals would wash them out)
+    limit = float(np.nanmax(np.abs(g["gain_mean"].to_numpy()))) or 1.0
     sizes = [(len(p["beta"].unique()), len(p["alpha"].unique())) for _, p in panels]
     fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
                              figsize=(sum(1.9 * w + 1.2 for w, _ in sizes) + 1.2, 1.2 * max(h for _, h in sizes) + 1.8))
