@@ -1,6 +1,7 @@
 """Result tables on hand-made run records: every number against an independent computation,
 every verdict, and the four file formats (LaTeX compiled where pdflatex exists)."""
 
+import json
 import math
 import re
 import shutil
@@ -16,6 +17,7 @@ from scipy import stats as sps
 
 import analysis_data as data
 from mimetic import compare, render, tables
+from mimetic.aggregate import load_runs
 from mimetic.claims import load_claims, load_references
 
 REPO = Path(__file__).resolve().parents[1]
@@ -344,3 +346,34 @@ def test_latex_fragments_compile(records, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_from_load_runs_records(tmp_path):
+    """The records aggregate.load_runs builds from run folders (no init_params column there)."""
+
+    dirs = []
+    for arm, finals in data.FINAL["svhn"].items():
+        for seed, final in enumerate(finals):
+            d = tmp_path / "runs" / "svhn" / arm / f"seed{seed}"
+            d.mkdir(parents=True)
+            accs = data.curve(arm, seed, final)
+            pd.DataFrame({"epoch": range(1, data.EPOCHS + 1), "lr": 1e-3, "train_loss": 1.0, "train_acc": accs,
+                          "test_loss": 1.0, "test_acc": accs, "images_per_s": 1.0,
+                          "wall_time": np.arange(1, data.EPOCHS + 1) * 2.0}).to_csv(d / "metrics.csv", index=False)
+            (d / "summary.json").write_text(json.dumps({
+                "seed": seed, "arm": arm, "init_params": {}, "config": {"dataset": "svhn", "model": "vit"},
+                "final_test_acc": final, "best_test_acc": max(accs), "best_epoch": data.EPOCHS,
+                "epochs": data.EPOCHS, "wall_time": 20.0, "device": "cpu"}))
+            dirs.append(d)
+    runs, epochs = load_runs(dirs)
+    paths = tables.write_all(runs, epochs, "default", data.CLAIMS, data.REFERENCES, tmp_path / "tables")
+    main = pd.read_csv(tmp_path / "tables" / "main.csv").set_index("claim")
+    assert main.loc["svhn", "verdict"] == "no significant gain" and main.loc["svhn", "gain_n"] == 3
+    assert main.loc["paper-cifar10", "verdict"] == "not run"
+    assert len(paths) == 4 * len(tables.TABLES)
+
+
+def test_init_params_as_dicts(records):
+    runs, _ = records
+    as_dicts = runs.assign(init_params=runs["init_params"].map(json.loads))
+    pd.testing.assert_frame_equal(tables.grid_table(as_dicts, "default").data, tables.grid_table(runs, "default").data)
