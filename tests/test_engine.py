@@ -12,7 +12,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mimetic.data import load_dataset
 from mimetic.models import MODELS, create_model
 from mimetic.recipe import TrainConfig, build_model
 from mimetic.train import train

@@ -8,7 +8,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from mimetic import cli, pretrained
+from mimetic import cli
 from mimetic.attention import attention_layers
 from mimetic.pretrained import PretrainedUnavailable, gpt2_weights, pretrained_weights
 from mimetic.structure import products_from_weights, structure_metrics

@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
+
+from mimetic import stats
 
 IDENTITY = ("experiment", "arm", "seed")
 SUMMARY_KEYS = ("experiment", "arm", "seed", "init", "init_params", "config", "final_test_acc", "best_test_acc",
@@ -79,13 +79,6 @@ def load_runs(records: Iterable[tuple[str | Path, str | Path]]) -> tuple[pd.Data
     return runs_df, epochs_df[first + [c for c in epochs_df.columns if c not in first]]
 
 
-def _ci95(x: np.ndarray) -> tuple[float, float]:
-    if len(x) < 2:
-        return math.nan, math.nan
-    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return x.mean() - half, x.mean() + half
-
-
 def epochs_to_reach(epochs: pd.DataFrame, target: float) -> pd.Series:
     """Per run (experiment, arm, seed): the first epoch whose test accuracy >= target (NaN: never)."""
     hit = epochs[epochs["test_acc"] >= target]
@@ -115,8 +108,8 @@ def summarize(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str = "default
             if baseline in acc and arm != baseline:
                 paired = acc[[arm, baseline]].dropna()
                 gain = (paired[arm] - paired[baseline]).to_numpy()
-                lo, hi = _ci95(gain)
-                p = stats.ttest_rel(paired[arm], paired[baseline]).pvalue if len(gain) > 1 else math.nan
+                lo, hi = stats.t_interval(gain)
+                p = stats.paired_p(paired[arm].to_numpy(), paired[baseline].to_numpy())
                 row.update({"gain_n": len(gain), "gain_mean": gain.mean() if len(gain) else math.nan,
                             "gain_std": gain.std(ddof=1) if len(gain) > 1 else math.nan,
                             "gain_ci95_low": lo, "gain_ci95_high": hi, "gain_p": p})

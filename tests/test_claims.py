@@ -1,0 +1,112 @@
+"""Claims and references files: the shipped ones load, bad ones fail naming file and key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mimetic.claims import SpecError, load_claims, load_references
+
+REPO = Path(__file__).resolve().parents[1]
+
+CLAIM = {"experiment": "cifar10", "baseline": "default", "treatment": "mimetic", "gain": 5,
+         "quote": "gains in accuracy of over 5%", "source": "Trockman & Kolter 2023, abstract"}
+
+
+def write(tmp_path, name, doc):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return path
+
+
+def test_shipped_claims():
+    claims = {c.id: c for c in load_claims(REPO / "config" / "claims.yaml")}
+    assert {(c.experiment, c.gain) for c in claims.values()} == {("cifar10", 5), ("imagenet", 4), ("cifar10", 6)}
+    assert all(c.baseline == "default" and c.treatment == "mimetic" for c in claims.values())
+    assert all(c.metric == "final_test_acc" for c in claims.values())  # the schema's default, filled in
+    assert "over 5% and 4%" in claims["trockman2023-cifar10"].quote
+    assert "ResNet-style" in claims["trockman2023-imagenet"].note
+    assert "up to a 6% gain" in claims["trockman2025-thesis-cifar10"].quote
+    assert "CMU-CS-25-114" in claims["trockman2025-thesis-cifar10"].source
+
+
+def test_shipped_references_are_third_party_with_sources():
+    refs = {r.id: r for r in load_references(REPO / "config" / "references.yaml")}
+    assert all(r.origin == "third_party" and r.source and r.setting for r in refs.values())
+    cs = refs["cs5782-cifar10"]
+    assert (cs.arms["default"].mean, cs.arms["default"].sd, cs.arms["default"].n) == (87.79, 0.38, 3)
+    assert (cs.arms["mimetic"].mean, cs.arms["mimetic"].sd) == (90.92, 0.46)
+    assert refs["zheng2025-cifar100"].arms["mimetic"].mean == 74.59
+    assert "timm" in refs["zheng2025-cifar10"].note
+    assert {r.experiment for r in refs.values() if r.id.startswith("zheng2024")} == {
+        "cifar10", "cifar100", "svhn", "imagenet"}
+    assert "default" not in refs["zheng2024-svhn"].arms and refs["zheng2024-svhn"].arms["mimetic"].sd is None
+
+
+def test_user_claim_defaults(tmp_path):
+    (c,) = load_claims(write(tmp_path, "c.yaml", {"claims": {"mine": {**CLAIM, "experiment": "svhn", "gain": 1.5}}}))
+    assert (c.id, c.experiment, c.gain, c.metric, c.url) == ("mine", "svhn", 1.5, "final_test_acc", None)
+
+
+@pytest.mark.parametrize("doc, where, what", [
+    ({"claims": {"x": {**CLAIM, "gain": "five"}}}, "claims/x/gain", "not of type 'number'"),
+    ({"claims": {"x": {k: v for k, v in CLAIM.items() if k != "quote"}}}, "claims/x", "'quote' is a required"),
+    ({"claims": {"x": {**CLAIM, "arm": "mimetic"}}}, "claims/x", "'arm' was unexpected"),
+    ({"claims": {"x": {**CLAIM, "metric": "top5"}}}, "claims/x/metric", "'top5' is not one of"),
+    ({"claims": {"x": {**CLAIM, "experiment": "cifar 10"}}}, "claims/x/experiment", "does not match"),
+    ({"claim": {}}, "(top level)", "'claims' is a required"),
+])
+def test_malformed_claims_name_file_and_key(tmp_path, doc, where, what):
+    path = write(tmp_path, "claims.yaml", doc)
+    with pytest.raises(SpecError) as err:
+        load_claims(path)
+    assert f"{path}: {where}: " in str(err.value) and what in str(err.value)
+
+
+def test_every_problem_is_listed(tmp_path):
+    path = write(tmp_path, "claims.yaml", {"claims": {"a": {**CLAIM, "gain": "x"}, "b": {**CLAIM, "url": "ftp://x"}}})
+    with pytest.raises(SpecError) as err:
+        load_claims(path)
+    assert "claims/a/gain" in str(err.value) and "claims/b/url" in str(err.value)
+
+
+def test_same_arm_twice_and_duplicate_ids(tmp_path):
+    path = write(tmp_path, "claims.yaml", {"claims": {"x": {**CLAIM, "treatment": "default"}}})
+    with pytest.raises(SpecError, match=r"claims\.yaml: claims/x: baseline and treatment are both 'default'"):
+        load_claims(path)
+    text = yaml.safe_dump({"claims": {"x": CLAIM}})
+    path = write(tmp_path, "dup.yaml", text + text.replace("claims:\n", ""))
+    with pytest.raises(SpecError, match=r"dup\.yaml: not valid YAML: .*duplicate key 'x'"):
+        load_claims(path)
+
+
+def test_unparsable_yaml_names_the_file(tmp_path):
+    path = write(tmp_path, "claims.yaml", "claims: {x: [unclosed\n")
+    with pytest.raises(SpecError, match=r"claims\.yaml: not valid YAML"):
+        load_claims(path)
+
+
+REF = {"source": "someone 2024", "origin": "third_party", "experiment": "cifar10", "setting": "CIFAR-10",
+       "arms": {"default": {"mean": 90.0, "sd": 0.5, "n": 3}}}
+
+
+@pytest.mark.parametrize("doc, where, what", [
+    ({"references": {"r": {**REF, "origin": "ours"}}}, "references/r/origin", "'ours' is not one of"),
+    ({"references": {"r": {**REF, "arms": {"mimetic": {"mean": 190}}}}}, "references/r/arms/mimetic/mean",
+     "190 is greater than the maximum of 100"),
+    ({"references": {"r": {**REF, "arms": {"mimetic": {"sd": 1}}}}}, "references/r/arms/mimetic",
+     "'mean' is a required"),
+    ({"references": {"r": {**REF, "arms": {}}}}, "references/r/arms", "should be non-empty"),
+    ({"references": {"r": {k: v for k, v in REF.items() if k != "setting"}}}, "references/r", "'setting'"),
+])
+def test_malformed_references_name_file_and_key(tmp_path, doc, where, what):
+    path = write(tmp_path, "references.yaml", doc)
+    with pytest.raises(SpecError) as err:
+        load_references(path)
+    assert f"{path}: {where}: " in str(err.value) and what in str(err.value)
+
+
+def test_empty_references_and_missing_schema(tmp_path):
+    assert load_references(write(tmp_path, "r.yaml", {"references": {}})) == []
+    with pytest.raises(FileNotFoundError, match="schema"):
+        load_references(write(tmp_path, "r.yaml", {"references": {}}), schema=tmp_path / "none.yaml")

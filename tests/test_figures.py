@@ -1,0 +1,132 @@
+"""Results figures: real PNG and PDF files, one colour per arm in every figure, every case drawn."""
+
+import matplotlib.colors as mcolors
+import matplotlib.image as mpimg
+import pytest
+
+import analysis_data as data
+from mimetic import plots
+
+
+@pytest.fixture(scope="module")
+def records():
+    return data.make()
+
+
+def is_png(path):
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def is_pdf(path):
+    raw = path.read_bytes()
+    return raw[:5] == b"%PDF-" and b"%%EOF" in raw[-1024:]
+
+
+def test_arm_colors_are_fixed_and_colour_blind_safe():
+    arms = ["mimetic-qk", "default", "mimetic", "mimetic-b0.35"]
+    c = plots.arm_colors(arms)
+    assert list(c) == ["default", "mimetic", "mimetic-b0.35", "mimetic-qk"]
+    assert c["default"] == plots.OKABE_ITO["blue"] and c["mimetic"] == plots.OKABE_ITO["orange"]
+    assert c == plots.arm_colors(reversed(arms))  # input order does not matter
+    assert set(c.values()) <= set(plots.OKABE_ITO.values()) and len(set(c.values())) == 4
+    # baseline and mimetic keep their colours in any subset; another baseline takes blue
+    assert plots.arm_colors(["mimetic", "default"]) == {"default": c["default"], "mimetic": c["mimetic"]}
+    assert plots.arm_colors(["ctrl", "mimetic"], baseline="ctrl")["ctrl"] == plots.OKABE_ITO["blue"]
+    many = plots.arm_colors([f"arm{i}" for i in range(12)], baseline="arm0")
+    assert len(many) == 12  # colours repeat past the palette, but every arm gets one
+
+
+def test_paper_figures_write_png_and_pdf(records, tmp_path):
+    runs, epochs = records
+    paths = plots.paper_figures(runs, epochs, "default", data.CLAIMS, tmp_path)
+    names = [*plots.FIGURES, plots.GRID_FIGURE]
+    assert paths == [tmp_path / f"{n}.{ext}" for n in names for ext in ("png", "pdf")]
+    for p in paths:
+        assert p.stat().st_size > 10_000, p
+        assert is_png(p) if p.suffix == ".png" else is_pdf(p), p
+    for p in paths[::2]:
+        h, w = mpimg.imread(p).shape[:2]
+        assert h > 500 and w > 800, (p, h, w)
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporaries left
+
+
+def test_no_grid_figure_without_a_grid(records, tmp_path):
+    runs, epochs = records
+    two = runs[runs["arm"].isin(["default", "mimetic"]) & (runs["experiment"] == "digits")]
+    paths = plots.paper_figures(two, epochs, "default", [], tmp_path)
+    assert {p.stem for p in paths} == set(plots.FIGURES)
+    with pytest.raises(ValueError, match="no \\(alpha, beta\\) grid"):
+        plots.grid_heatmap(two, tmp_path / "grid.png")
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Figures as drawn, instead of written."""
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: drawn.append(fig))
+    return drawn
+
+
+def hexes(collection):
+    return [mcolors.to_hex(c) for c in collection.get_facecolors()]
+
+
+def test_every_figure_uses_the_arm_colours(records, figures, tmp_path):
+    runs, epochs = records
+    colors = plots.arm_colors(runs["arm"].unique())
+    order = list(colors)  # baseline, mimetic, the rest sorted: cifar10 has all six
+    plots.final_accuracy(runs, tmp_path / "a.png")
+    plots.learning_curves(epochs, tmp_path / "b.png")
+    plots.time_to_accuracy(runs, epochs, tmp_path / "c.png")
+    plots.gain_forest(runs, data.CLAIMS, tmp_path / "d.png")
+    final, curves, time, forest = figures
+    cifar10 = final.axes[0]
+    assert cifar10.get_title() == "cifar10"
+    dots = [c for c in cifar10.collections if len(c.get_offsets()) == 5]
+    assert [set(hexes(c)) for c in dots] == [{colors[a]} for a in order]
+    assert [t.get_text() for t in cifar10.get_xticklabels()] == [f"{a} (n=5)" for a in order]
+    legend = curves.axes[0].get_legend()
+    assert {t.get_text(): mcolors.to_hex(h.get_color()) for t, h in zip(legend.get_texts(), legend.legend_handles)} \
+        == {f"{a} (n=5)": colors[a] for a in order}
+    legend_colors = {t.get_text(): mcolors.to_hex(h.get_color()) for t, h in
+                     zip(time.legends[0].get_texts(), time.legends[0].legend_handles)}
+    assert legend_colors == {a: colors[a] for a in order}
+    # forest: one mean marker per row that has runs, in its treatment arm's colour
+    ax = forest.axes[0]
+    means = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    labels = {round(y): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+    assert len(means) == sum("no runs" not in lbl for lbl in labels.values()) == 9
+    for ln in means:
+        arm = labels[round(ln.get_ydata()[0])].split(": ")[1].split(" vs ")[0]
+        assert mcolors.to_hex(ln.get_color()) == colors[arm]
+
+
+def test_forest_shows_every_verdict_and_claim(records, figures, tmp_path):
+    runs, _ = records
+    plots.gain_forest(runs, data.CLAIMS, tmp_path / "f.png")
+    ax = figures[0].axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    for v in ("reproduced", "smaller gain", "no significant gain", "reversed", "too few seeds", "not run",
+              "significant gain"):
+        assert v in texts, v
+    claimed = sorted(ln.get_xdata()[0] for ln in ax.lines if ln.get_marker() == "D")
+    assert claimed == sorted(c.gain for c in data.CLAIMS)
+    assert "percentage points" in ax.get_xlabel()
+    assert any("n=5" in t.get_text() for t in ax.get_yticklabels())
+    assert any("no runs" in t.get_text() for t in ax.get_yticklabels())
+
+
+def test_axes_are_labelled_with_units(records, figures, tmp_path):
+    runs, epochs = records
+    plots.final_accuracy(runs, tmp_path / "a.png")
+    plots.time_to_accuracy(runs, epochs, tmp_path / "c.png")
+    plots.grid_heatmap(runs, tmp_path / "g.png")
+    final, time, grid = figures
+    assert final.axes[0].get_ylabel() == "final test accuracy (%)"
+    xlabels = {ax.get_xlabel() for ax in time.axes}
+    assert xlabels == {"epochs to reach", "wall time to reach (s)"}  # 10 epochs of 2-3 s
+    assert all("n=" in ax.get_title() for ax in time.axes[: len(time.axes) // 2])
+    heat = grid.axes[0]
+    assert "α" in heat.get_ylabel() and "β" in heat.get_xlabel() and "n=5" in heat.get_title()
+    assert "not run" in [t.get_text() for t in heat.texts]
+    assert "points" in grid.axes[-1].get_ylabel()  # the colour bar
