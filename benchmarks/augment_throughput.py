@@ -30,7 +30,8 @@ from PIL import Image
 from mimetic.data import load_dataset
 from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
 from mimetic.data.imagenet import transform
-from mimetic.train import Batches, TrainConfig
+from mimetic.recipe import TrainConfig
+from mimetic.train import Batches
 from torchvision.datasets.folder import default_loader
 
 

@@ -24,13 +24,14 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 
 from mimetic.data.builtin import load_synthetic
-from mimetic.train import Batches, TrainConfig, _train_epoch, build_model
+from mimetic.recipe import TrainConfig, build_model
+from mimetic.train import Batches, _train_epoch
 
 
 def measure(cfg: TrainConfig, device: torch.device, images: int, epochs: int) -> tuple[float, float]:
     """(median images/s over epochs 2.., peak memory in GiB)."""
     data = load_synthetic(n_train=images, n_test=64)
-    model = build_model(cfg, data).to(device)
+    model = build_model(cfg, num_classes=data.num_classes, in_chans=data.channels).to(device)
     net = torch.compile(model) if cfg.compile else model
     batches = Batches(data, cfg, device)
     optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,

@@ -94,7 +94,8 @@ def cifar_archive(folder: Path, name: str, per_batch: int = 4) -> dict[str, np.n
     cifar-100-python.tar.gz (train + test + meta), with random pixels and labels."""
     spec = PREPARED[name].sources[0]
     if name == "cifar10":
-        base, train, test, label_key = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
+        base, label_key = "cifar-10-batches-py", b"labels"
+        train, test = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]
         meta_file, meta = "batches.meta", {b"label_names": [f"c{i}".encode() for i in range(10)]}
         classes = 10
     else:
@@ -428,7 +429,8 @@ def test_builtin_datasets_need_no_data_stage():
 
 
 def outputs(folder):
-    return ["--train", str(folder / "train.npz"), "--test", str(folder / "test.npz"), "--meta", str(folder / "meta.json")]
+    return ["--train", str(folder / "train.npz"), "--test", str(folder / "test.npz"),
+            "--meta", str(folder / "meta.json")]
 
 
 def test_cli_prepare_exits_with_the_message(tmp_path, monkeypatch):

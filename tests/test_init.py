@@ -87,7 +87,7 @@ def test_qk_diagonal_matches_the_truncation_statistics(mimetic_vit, expected_qk_
 def test_heads_get_independent_noise(mimetic_vit):
     qk = attention_products(mimetic_vit)["qk"]
     off = ~torch.eye(D, dtype=torch.bool)
-    flat = torch.stack([qk[l, h][off] for l in range(DEPTH) for h in range(HEADS)])
+    flat = torch.stack([qk[layer, h][off] for layer in range(DEPTH) for h in range(HEADS)])
     corr = torch.corrcoef(flat)
     corr.fill_diagonal_(0)
     assert corr.abs().max() < 0.2  # one Q/K pair reused for every head would give 1

@@ -1,11 +1,14 @@
-"""The Snakemake DAG end to end, its config validation, and the files that describe it."""
+"""The Snakemake DAG end to end, its config validation, deployment, cluster profiles, and the
+files that describe it."""
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -15,11 +18,13 @@ import yaml
 from mimetic.data import DATASETS
 from mimetic.init import INITS, NOISE, init_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS
-from mimetic.train import FLIPS, TrainConfig
+from mimetic.recipe import FLIPS, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+# The jobs find the package in their environment, never through PYTHONPATH.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 TINY = {
     "seeds": [0, 1],
@@ -29,10 +34,10 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+def snakemake(workdir: Path, config: dict, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return subprocess.run([*SNAKEMAKE, "-d", str(workdir), "--configfile", str(workdir / "config.yaml"), *args],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env or ENV)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,8 @@ def test_dag_trains_every_run_and_aggregates_them(pipeline):
     for run in runs.itertuples():
         folder = pipeline / f"results/runs/digits/{run.arm}/seed{run.seed}"
         summary = json.loads((folder / "summary.json").read_text())
-        assert summary["arm"] == run.arm and summary["seed"] == run.seed
+        assert (summary["experiment"], summary["arm"], summary["seed"]) == ("digits", run.arm, run.seed)
+        assert summary["init"] == run.init == run.arm
         assert summary["config"]["epochs"] == 2 and summary["config"]["lr"] == 0.002
         assert summary["config"]["opt_eps"] == 0.001  # a schema default reached the run
         metrics = pd.read_csv(folder / "metrics.csv")
@@ -85,11 +91,77 @@ def test_a_finished_pipeline_has_nothing_left_to_do(pipeline):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def reordered(config: dict) -> dict:
+    """The same config with every mapping's keys in reverse order."""
+    if isinstance(config, dict):
+        return {k: reordered(config[k]) for k in reversed(list(config))}
+    return config
+
+
+@pytest.mark.parametrize("execution", [
+    {},
+    {"eval_batch_size": 64, "checkpoint_every": 2, "accum_steps": 2, "compile": True, "gpus": 0},
+])
+def test_reordered_keys_and_execution_keys_retrain_nothing(pipeline, execution):
+    config = json.loads(json.dumps(TINY))
+    config["experiments"]["digits"].update(execution)
+    proc = snakemake(pipeline, reordered(config), "-n", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+
+
+def test_a_recipe_change_retrains_every_run_of_it(pipeline):
+    config = json.loads(json.dumps(TINY))
+    config["experiments"]["digits"]["lr"] = 0.001
+    proc = snakemake(pipeline, config, "-n", "--cores", "1")
+    assert re.search(r"^train_run\s+4$", proc.stdout, re.M), proc.stdout[-3000:]
+
+
+def test_editing_plot_code_redraws_the_figures_and_trains_nothing(pipeline):
+    code = REPO / "src/mimetic/plots.py"
+    original = code.read_bytes()
+    try:
+        code.write_bytes(original + b"\n# an edit\n")
+        proc = snakemake(pipeline, TINY, "-n", "--cores", "1", "figures")
+    finally:
+        code.write_bytes(original)  # same content as recorded: nothing to redo afterwards
+    assert re.search(r"^plot_curves\s+1$", proc.stdout, re.M), proc.stdout[-3000:]
+    assert "train_run" not in proc.stdout and "aggregate" not in proc.stdout
+
+
+@pytest.mark.parametrize("target", ["all", "train", "tables", "figures", "report", "pretrained"])
+def test_named_targets_exist_and_are_built(pipeline, target):
+    proc = snakemake(pipeline, TINY, "-n", "--cores", "1", target)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Nothing to do but, for `pretrained` (no models configured here), the empty target itself.
+    planned = re.findall(r"^(\w+)\s+\d+$", proc.stdout, re.M)
+    assert set(planned) <= {target, "total"}, planned
+
+
+def test_report_of_a_finished_run_builds(pipeline):
+    proc = snakemake(pipeline, TINY, "--cores", "1", "--report", str(pipeline / "report.html"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (pipeline / "report.html").stat().st_size > 100_000
+
+
+def test_execution_keys_reach_the_run_outside_its_tracked_recipe(tmp_path):
+    config = json.loads(json.dumps(TINY))
+    config["experiments"]["digits"].update(eval_batch_size=64, compile=True, gpus=2)
+    proc = snakemake(tmp_path, config, "-n", "-p", "--cores", "1", "train")
+    command = next(line for line in proc.stdout.splitlines() if "mimetic train --recipe" in line)
+    recipe = json.loads(re.search(r"--recipe '([^']+)'", command).group(1))
+    assert recipe["lr"] == 0.002 and recipe["init"] in ("default", "mimetic")
+    assert not {"eval_batch_size", "compile", "gpus", "checkpoint_every"} & set(recipe)
+    assert list(recipe) == sorted(recipe)  # canonical: one encoding whatever the config's order
+    assert "--gpus 2" in command and "--eval-batch-size 64" in command and "--compile" in command
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["experiments"]["digits"].update(epoch=3), "epoch"),
     (lambda c: c["experiments"]["digits"].update(dataset="cifar11"), "cifar11"),
     (lambda c: c["arms"]["mimetic"].update(params={"beta1": -1}), "-1"),
     (lambda c: c.update(baseline="random"), "baseline='random' is not one of arms"),
+    (lambda c: c["experiments"]["digits"].update(eval_batch_size=0), "eval_batch_size"),
     (lambda c: c.update(seeds=[]), "seeds"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, change, message):
@@ -108,8 +180,17 @@ def test_lint_is_clean():
         assert "Lints for" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.skipif(shutil.which("snakefmt") is None, reason="needs snakefmt (pip install -e '.[test]')")
+def test_snakemake_files_are_snakefmt_formatted():
+    proc = subprocess.run(["snakefmt", "--check", "workflow", "Snakefile"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+WORKFLOW_CONFIGS = ["config.yaml", "ablations.yaml", "quickstart.yaml"]  # config/ holds claims and references too
+
+
 def test_shipped_configs_are_complete_dry_runs(tmp_path):
-    for path in sorted((REPO / "config").glob("*.yaml")):
+    for path in [REPO / "config" / name for name in WORKFLOW_CONFIGS]:
         proc = snakemake(tmp_path, yaml.safe_load(path.read_text()), "-n", "--cores", "1")
         assert proc.returncode == 0, (path.name, proc.stdout[-2000:])
 
@@ -119,7 +200,7 @@ def test_schema_mirrors_the_train_options():
     enums are the registries, so neither can drift from the other."""
     props = SCHEMA["$defs"]["experiment"]["properties"]
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    per_run = {"arm", "init_params", "seed"}  # set by the arms and seeds, not per experiment
+    per_run = {"init", "init_params", "seed"}  # set by the arms and seeds, not per experiment
     assert set(props) - {"gpus"} == set(fields) - per_run  # gpus: the rule's resource
     for name, prop in props.items():
         if name == "gpus":
@@ -140,8 +221,8 @@ def test_schema_mirrors_the_train_options():
 
 
 # Import name -> conda-forge package, for the imports of src/mimetic.
-CONDA_NAMES = {"torch": "pytorch", "PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml", "matplotlib": "matplotlib-base",
-               "seaborn": "seaborn-base"}
+CONDA_NAMES = {"torch": "pytorch", "PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml",
+               "matplotlib": "matplotlib-base", "seaborn": "seaborn-base"}
 STDLIB = set(sys.stdlib_module_names) | {"mimetic"}
 
 
@@ -153,28 +234,45 @@ def third_party_imports() -> set[str]:
     return {CONDA_NAMES.get(n, n) for n in names - STDLIB - {"__future__"}}
 
 
-def conda_packages(path: Path) -> set[str]:
+def conda_env(path: Path) -> tuple[dict[str, str], list[str]]:
+    """(package -> its full spec, pip lines) of a conda env file."""
     env = yaml.safe_load(path.read_text())
     assert "conda-forge" in env["channels"] and "defaults" not in env["channels"], path
-    return {re.split(r"[<>=! ]", d)[0] for d in env["dependencies"] if isinstance(d, str)}
+    specs = {re.split(r"[<>=!\[ ]", d)[0]: d for d in env["dependencies"] if isinstance(d, str)}
+    pip = next((d["pip"] for d in env["dependencies"] if isinstance(d, dict)), [])
+    return specs, pip
 
 
-def test_every_rule_env_exists_and_holds_what_the_package_imports():
-    needed = third_party_imports()
-    assert {"pytorch", "timm", "pandas", "seaborn-base"} <= needed  # the scan finds imports
-    envs = set()
+def rule_envs() -> dict[str, Path]:
+    """rule name -> the env file its `conda:` names."""
+    envs = {}
     for rules in (REPO / "workflow/rules").glob("*.smk"):
-        for m in re.finditer(r'conda:\s*\n\s*"([^"]+)"', rules.read_text()):
-            envs.add((rules.parent / m.group(1)).resolve())
-    assert envs, "no rule declares a conda env"
-    for env in envs:
-        assert env.is_file(), env
-        assert needed <= conda_packages(env), (env, needed - conda_packages(env))
+        for body in re.split(r"^rule ", rules.read_text(), flags=re.M)[1:]:
+            m = re.search(r'conda:\s*\n\s*"([^"]+)"', body)
+            assert m, (rules.name, body.split(":")[0])
+            envs[body.split(":")[0]] = (rules.parent / m.group(1)).resolve()
+    return envs
+
+
+def test_every_rule_env_parses_and_holds_what_the_package_imports():
+    needed = third_party_imports()
+    assert {"pytorch", "timm", "pandas", "seaborn-base", "jsonschema"} <= needed  # the scan finds imports
+    envs = rule_envs()
+    for env in set(envs.values()):
+        specs, pip = conda_env(env)
+        assert needed <= set(specs), (env, needed - set(specs))
+        # The workflow's own package, from this checkout: conda runs pip in the env file's folder.
+        (line,) = pip
+        assert line.startswith("--editable ") and (env.parent / line.split()[1] / "pyproject.toml").is_file()
+    # Training gets a CUDA build wherever the env is solved; everything else a light CPU build.
+    assert "build='cuda*'" in conda_env(envs["train_run"])[0]["pytorch"]
+    assert all("build='cpu*'" in conda_env(env)[0]["pytorch"] for rule, env in envs.items() if rule != "train_run")
 
 
 def test_environment_yml_runs_the_pipeline_and_the_tests():
-    packages = conda_packages(REPO / "environment.yml")
-    assert third_party_imports() | {"snakemake", "pytest", "torchvision"} <= packages
+    specs, pip = conda_env(REPO / "environment.yml")
+    assert third_party_imports() | {"snakemake", "pytest", "torchvision"} <= set(specs)
+    assert "build='cuda*'" in specs["pytorch"] and pip == ["-e ."]
 
 
 def test_every_rule_has_a_log_and_a_conda_env():
@@ -190,26 +288,125 @@ def test_results_folder_is_ignored_but_documented():
     assert ignored.returncode == 0
 
 
-def test_rules_set_pythonpath_in_the_command_itself():
-    """Snakemake drops PYTHONPATH from a job's environment under --use-conda, so a rule that
-    relied on an inherited one would not find the package there."""
+# Placeholders that are numbers or fixed words, never paths: they need no quoting.
+UNQUOTED = {"threads", "wildcards.seed", "wildcards.stage", "params.crop"}
+
+
+def test_rules_call_the_package_one_way_and_quote_what_they_pass():
     for rules in (REPO / "workflow/rules").glob("*.smk"):
-        for command in re.findall(r'"([^"\n]*python -m mimetic[^"\n]*)"', rules.read_text()):
-            assert command.startswith("PYTHONPATH={params.src:q} python -m mimetic"), (rules.name, command)
+        text = rules.read_text()
+        assert "PYTHONPATH" not in text and "lambda" not in text, rules.name
+        for body in re.split(r"^rule ", text, flags=re.M)[1:]:
+            shell = "".join(re.findall(r'^\s+"(.*)"$', body.split("shell:")[1], re.M))
+            assert shell.startswith("mimetic "), (rules.name, shell)
+            for name, quoted in re.findall(r"\{([^{}:]+)(:q)?\}", shell):
+                assert quoted or name in UNQUOTED, (rules.name, name)
 
 
-def test_slurm_profile_is_valid_for_snakemake(tmp_path):
-    """Dry-run the workflow through the SLURM profile (conda swapped out: not on CI)."""
-    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+def test_a_job_refuses_another_checkouts_package(tmp_path):
+    """The workflow tells its jobs where its package is; a different `mimetic` stops them."""
+    other = tmp_path / "mimetic"
+    shutil.copytree(REPO / "src/mimetic", other, ignore=shutil.ignore_patterns("__pycache__"))
+    run = [sys.executable, "-m", "mimetic", "inits"]
+    assert subprocess.run(run, env={**ENV, "MIMETIC_WORKFLOW_SOURCE": str(other)}).returncode == 0  # equal code
+    (other / "init.py").write_text((other / "init.py").read_text() + "\n# changed\n")
+    proc = subprocess.run(run, env={**ENV, "MIMETIC_WORKFLOW_SOURCE": str(other)}, capture_output=True, text=True)
+    assert proc.returncode != 0 and "the workflow's own package is" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_used_as_a_module_from_another_folder(tmp_path):
+    """Snakemake's module system (as snakedeploy writes it), without PYTHONPATH, to the end."""
+    config = json.loads(json.dumps(TINY))
+    config["seeds"] = [0]
+    config["experiments"]["digits"].update(epochs=1, warmup_epochs=0)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
+        configfile: "config.yaml"
+
+        module mimetic:
+            snakefile: "{REPO / 'workflow/Snakefile'}"
+            config: config
+
+        use rule * from mimetic as mimetic_*
+        """))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "mimetic_all"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert sorted(runs["arm"]) == ["default", "mimetic"]
+    assert (tmp_path / "results/figures/structure_digits.png").is_file()
+
+
+FAKE_SBATCH = """#!/bin/sh
+echo "$@" >> "$FAKE_SLURM_LOG"
+echo 4242
+"""
+# The executor asks sacct how its jobs are doing: they all ended (without their outputs, so the
+# workflow stops there, which is all this test needs).
+FAKE_SACCT = """#!/bin/sh
+case "$*" in *JobIdRaw,State*) echo "4242|COMPLETED" ;; esac
+"""
+
+
+def slurm_profile(tmp_path: Path, name: str) -> Path:
+    """A copy of workflow/profiles/<name> without conda (not on CI) and quick to give up."""
+    profile = yaml.safe_load((REPO / f"workflow/profiles/{name}/config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["software-deployment-method"] == "conda"
-    assert profile["retries"] >= 1 and profile["rerun-incomplete"]  # pre-empted runs come back
+    assert profile["retries"] >= 1 and profile["rerun-incomplete"] and profile["show-failed-logs"]
     del profile["software-deployment-method"]
-    (tmp_path / "slurm").mkdir()
-    (tmp_path / "slurm/config.yaml").write_text(yaml.safe_dump(profile))
+    profile.update({"latency-wait": 1, "retries": 0, "slurm-init-seconds-before-status-checks": 1})
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+@pytest.fixture
+def fake_slurm(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {"sbatch": FAKE_SBATCH, "sacct": FAKE_SACCT}.items():
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    for name in ("squeue", "sinfo", "scontrol", "sacctmgr", "sshare"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "sbatch.log"
+    return {**ENV, "PATH": f"{bin_dir}:{ENV['PATH']}", "FAKE_SLURM_LOG": str(log)}, log
+
+
+@pytest.mark.parametrize("profile, request_", [("slurm", "--gpus=1"), ("slurm-gres", "--gres=gpu:1")])
+def test_slurm_submits_only_training_runs_with_their_gpus(tmp_path, fake_slurm, profile, request_):
+    env, log = fake_slurm
+    config = json.loads(json.dumps(TINY))
+    config["experiments"]["digits"]["gpus"] = 1
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, config, "--profile", str(slurm_profile(tmp_path, profile)), env=env)
+    assert log.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    calls = log.read_text().splitlines()
+    assert len(calls) == 4  # 2 arms x 2 seeds; nothing else went to the cluster
+    for call in calls:
+        assert "--allowed-rules train_run" in call and request_ in call, call
+        assert "--cpus-per-task=8" in call  # the profile's set-threads, which the run uses too
+        assert ("--gres" in call) == (profile == "slurm-gres") and ("--gpus=" in call) == (profile == "slurm")
+
+
+def test_the_paper_grid_plans_through_the_slurm_profile(tmp_path):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    proc = snakemake(tmp_path, config, "-n", "--profile", str(tmp_path / "slurm"))
+    proc = snakemake(tmp_path, config, "-n", "--profile", str(slurm_profile(tmp_path, "slurm")))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "train" in proc.stdout
+    assert re.search(r"^train_run\s+40$", proc.stdout, re.M)
+
+
+def test_local_profile_is_valid(tmp_path):
+    profile = yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())
+    assert profile["software-deployment-method"] == "conda" and profile["show-failed-logs"]
+    del profile["software-deployment-method"]
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local/config.yaml").write_text(yaml.safe_dump(profile))
+    proc = snakemake(tmp_path, TINY, "-n", "--profile", str(tmp_path / "local"), "--resources", "gpu=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_train_jobs_ask_for_the_experiments_gpus(tmp_path):

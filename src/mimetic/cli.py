@@ -250,8 +250,9 @@ def parser() -> argparse.ArgumentParser:
                                    "(ImageNet: an index of its folder). See docs/datasets.md.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("dataset", choices=[*PREPARED, "imagenet"])
-    d.add_argument("--root", help="folder with the upstream files (downloaded into it when absent; "
-                                  "default resources/data/<name>); for imagenet, its ImageFolder copy")
+    d.add_argument("--root", help="folder with the upstream files or their extracted folder, only read (default "
+                                  "resources/data/<name>, the only one downloaded into); for imagenet, its "
+                                  "ImageFolder copy")
     d.add_argument("--train", default=None, help="output: the training split (imagenet: its index CSV); "
                                                  "default resources/data/<name>/train.npz (.csv)")
     d.add_argument("--test", default=None, help="output: the test split (imagenet: the validation index)")

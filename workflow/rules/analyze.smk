@@ -2,6 +2,7 @@ rule aggregate:
     input:
         summaries=run_records("summary.json"),
         metrics=run_records("metrics.csv"),
+        code=TABLE_CODE,
     output:
         runs=TABLES[0],
         epochs=TABLES[1],
@@ -9,10 +10,10 @@ rule aggregate:
         markdown=report(TABLES[3], caption="../report/summary.rst", category="Results"),
     log:
         "logs/aggregate.log",
-    params:
-        baseline=config["baseline"],
     conda:
         "../envs/analysis.yaml"
+    params:
+        baseline=config["baseline"],
     shell:
         "mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q} --baseline {params.baseline:q}"
         " --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} --summary-csv {output.summary:q}"
@@ -21,13 +22,18 @@ rule aggregate:
 
 rule plot_curves:
     input:
-        TABLES[1],
+        epochs=TABLES[1],
+        code=PLOT_CODE,
     output:
-        png=report("results/figures/test_accuracy.png", caption="../report/test_accuracy.rst", category="Results"),
+        png=report(
+            "results/figures/test_accuracy.png",
+            caption="../report/test_accuracy.rst",
+            category="Results",
+        ),
         pdf="results/figures/test_accuracy.pdf",
     log:
         "logs/plot_curves.log",
     conda:
         "../envs/analysis.yaml"
     shell:
-        "mimetic plot-curves --epochs {input:q} --out {output:q} > {log:q} 2>&1"
+        "mimetic plot-curves --epochs {input.epochs:q} --out {output:q} > {log:q} 2>&1"

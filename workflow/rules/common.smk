@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -27,27 +28,59 @@ for _exp, _label in config["structure"]["reference"].items():
 # The jobs run `mimetic`, the package of this workflow, from their environment: the conda envs
 # install it from this folder (workflow/envs/*.yaml), and without conda it is the one `pip
 # install -e` put into the current environment. Every job checks that what it imported is this
-# workflow's code (mimetic.source), so another checkout's package never runs silently.
-_SOURCE = workflow.current_basedir.join("../../src/mimetic").get_path_or_uri(secret_free=True)
-if "://" in _SOURCE:
+# workflow's code (mimetic.provenance), so another checkout's package never runs silently.
+SOURCE = workflow.current_basedir.join("../../src/mimetic").get_path_or_uri(
+    secret_free=True
+)
+if not os.path.isdir(SOURCE):
     raise WorkflowError(
-        f"the workflow's package must be on this machine, but its rules come from {_SOURCE}; "
-        "clone the repository and use it as a module from the clone (README, 'Deployment')"
+        f"the workflow's package must be on this machine, but {SOURCE} is no folder here; "
+        "clone the repository and use the workflow from the clone (README, 'Deployment')"
     )
-os.environ["MIMETIC_WORKFLOW_SOURCE"] = os.path.abspath(_SOURCE)
+shell.prefix(f"export MIMETIC_WORKFLOW_SOURCE={shlex.quote(os.path.abspath(SOURCE))}; ")
 
+
+def package_code(*modules):
+    """Source files of the package: inputs of the rules whose output they shape (tables,
+    figures), so that editing them re-makes those outputs. Relative, like every path here.
+    """
+    return [os.path.relpath(os.path.join(SOURCE, f"{m}.py")) for m in modules]
+
+
+PLOT_CODE = package_code("plots")
+TABLE_CODE = package_code("aggregate", "stats")
+
+# The grid in one canonical order (the baseline arm first, the rest sorted): a config whose
+# keys are reordered plans the same jobs with the same parameters, figures included.
+EXPERIMENTS = sorted(config["experiments"])
+ARMS = [
+    config["baseline"],
+    *sorted(a for a in config["arms"] if a != config["baseline"]),
+]
+SEEDS = sorted(config["seeds"])
+PRETRAINED = sorted(config["pretrained"])
 
 RUN = "results/runs/{experiment}/{arm}/seed{seed}"
 STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
 # The runs whose attention structure is analysed: one seed of every experiment x arm.
-STRUCTURE_SEED = config["structure"]["seed"] if config["structure"]["seed"] is not None else config["seeds"][0]
+STRUCTURE_SEED = (
+    config["structure"]["seed"]
+    if config["structure"]["seed"] is not None
+    else config["seeds"][0]
+)
 # Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
 # which is indexed in place and read by worker processes).
 PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
 # Recipe keys that say how a run executes, not what it computes (mimetic.recipe.TrainConfig
 # .EXECUTION, and `gpus`): they reach `mimetic train` outside its tracked recipe, so changing
 # them never re-runs a finished run.
-TRAIN_OPTIONS = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every")
+TRAIN_OPTIONS = (
+    "data_root",
+    "eval_batch_size",
+    "accum_steps",
+    "compile",
+    "checkpoint_every",
+)
 EXECUTION = (*TRAIN_OPTIONS, "gpus")
 
 TABLES = [
@@ -70,9 +103,9 @@ def run_records(filename="summary.json"):
     """`filename` of every run of the grid (experiment x arm x seed), in one fixed order."""
     return [
         f"{RUN.format(experiment=e, arm=a, seed=s)}/{filename}"
-        for e in config["experiments"]
-        for a in config["arms"]
-        for s in config["seeds"]
+        for e in EXPERIMENTS
+        for a in ARMS
+        for s in SEEDS
     ]
 
 
@@ -80,7 +113,11 @@ def run_recipe(wildcards):
     """What one run computes, as canonical JSON (sorted keys, one encoding): its experiment's
     recipe less the execution keys, and its arm's init. Snakemake tracks this parameter, so a
     real recipe change re-runs the run and a reordered config file does not."""
-    recipe = {k: v for k, v in config["experiments"][wildcards.experiment].items() if k not in EXECUTION}
+    recipe = {
+        k: v
+        for k, v in config["experiments"][wildcards.experiment].items()
+        if k not in EXECUTION
+    }
     arm = config["arms"][wildcards.arm]
     recipe.update(init=arm["init"], init_params=arm["params"])
     return json.dumps(recipe, sort_keys=True)
@@ -92,9 +129,14 @@ def execution_options(wildcards, resources):
     Taking `resources` makes this a parameter derived from the job's execution, which
     Snakemake does not track for re-runs (tests/test_workflow.py holds it to that)."""
     recipe = config["experiments"][wildcards.experiment]
-    args = ["--gpus", str(recipe["gpus"]), "--runs-per-gpu", str(config["runs_per_gpu"])]
+    args = [
+        "--gpus",
+        str(recipe["gpus"]),
+        "--runs-per-gpu",
+        str(config["runs_per_gpu"]),
+    ]
     for key in TRAIN_OPTIONS:
-        value, option = recipe.get(key), "--" + key.replace("_", "-")
+        value, option = recipe.get(key), f"--{key.replace('_', '-')}"
         if isinstance(value, bool):
             args.append(option if value else f"--no-{option[2:]}")
         elif value is not None:
@@ -114,7 +156,9 @@ def data_inputs(wildcards):
     if recipe["dataset"] not in PREPARED_DATASETS or recipe.get("data_root"):
         return []
     return expand(
-        "resources/data/{dataset}/{file}", dataset=recipe["dataset"], file=["train.npz", "test.npz", "meta.json"]
+        "resources/data/{dataset}/{file}",
+        dataset=recipe["dataset"],
+        file=["train.npz", "test.npz", "meta.json"],
     )
 
 
@@ -152,20 +196,27 @@ def pretrained_args(wildcards):
 
 def structure_sources(experiment, filename):
     """label -> `filename` of every source of one experiment's structure figures, in column
-    order: its pretrained reference (if any), then each arm initialized, then each arm trained."""
+    order: its pretrained reference (if any), then each arm initialized, then each arm trained.
+    """
     sources = {}
     reference = config["structure"]["reference"].get(experiment)
     if reference:
-        sources[f"pretrained {reference}"] = f"results/pretrained/{reference}/{filename}"
+        sources[f"pretrained {reference}"] = (
+            f"results/pretrained/{reference}/{filename}"
+        )
     for stage, name in (("init", "init"), ("final", "trained")):
-        for arm in config["arms"]:
-            path = STRUCTURE.format(experiment=experiment, arm=arm, seed=STRUCTURE_SEED, stage=stage)
+        for arm in ARMS:
+            path = STRUCTURE.format(
+                experiment=experiment, arm=arm, seed=STRUCTURE_SEED, stage=stage
+            )
             sources[f"{arm} {name}"] = f"{path}/{filename}"
     return sources
 
 
 def structure_products(wildcards):
-    return list(structure_sources(wildcards.experiment, "products.safetensors").values())
+    return list(
+        structure_sources(wildcards.experiment, "products.safetensors").values()
+    )
 
 
 def structure_metrics(wildcards):
@@ -186,7 +237,7 @@ def labelled_metrics(wildcards):
 
 
 def pretrained_metrics():
-    return labelled({p: f"results/pretrained/{p}/structure.csv" for p in config["pretrained"]})
+    return labelled({p: f"results/pretrained/{p}/structure.csv" for p in PRETRAINED})
 
 
 def run_figure_title(wildcards):
@@ -204,16 +255,20 @@ def both(path):
 
 def structure_figures():
     targets = []
-    for e in config["experiments"]:
-        targets += both(f"results/figures/structure_{e}") + both(f"results/figures/structure_profile_{e}")
-        for a in config["arms"]:
-            targets += both(f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps")
+    for e in EXPERIMENTS:
+        targets += both(f"results/figures/structure_{e}") + both(
+            f"results/figures/structure_profile_{e}"
+        )
+        for a in ARMS:
+            targets += both(
+                f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps"
+            )
     return targets
 
 
 def pretrained_figures():
     targets = []
-    for p in config["pretrained"]:
+    for p in PRETRAINED:
         targets += both(f"results/figures/pretrained/{p}_heatmaps")
     if config["pretrained"]:
         targets += both("results/figures/pretrained_profile")
@@ -221,4 +276,8 @@ def pretrained_figures():
 
 
 def figures():
-    return both("results/figures/test_accuracy") + structure_figures() + pretrained_figures()
+    return (
+        both("results/figures/test_accuracy")
+        + structure_figures()
+        + pretrained_figures()
+    )

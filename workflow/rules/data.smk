@@ -1,5 +1,5 @@
 # The data stage: every dataset under resources/data/<name>/ (docs/datasets.md).
-# The upstream files are read from (or downloaded into) config `data.<name>.root`.
+# The upstream files are read from config `data.<name>.root` (downloaded only into the default).
 
 
 rule prepare_data:
@@ -11,10 +11,10 @@ rule prepare_data:
         "logs/data/{dataset}.log",
     wildcard_constraints:
         dataset="|".join(PREPARED_DATASETS),
-    params:
-        root=dataset_root,
     conda:
         "../envs/analysis.yaml"
+    params:
+        root=dataset_root,
     shell:
         "mimetic prepare {wildcards.dataset:q} --root {params.root:q} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"
@@ -27,10 +27,10 @@ rule prepare_imagenet:
         meta="resources/data/imagenet/meta.json",
     log:
         "logs/data/imagenet.log",
-    params:
-        args=imagenet_args,
     conda:
         "../envs/analysis.yaml"
+    params:
+        args=imagenet_args,
     shell:
         "mimetic prepare imagenet {params.args:q} --train {output.train:q} --test {output.val:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"

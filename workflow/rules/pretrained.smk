@@ -6,17 +6,18 @@ rule extract_pretrained:
         metrics="results/pretrained/{pretrained}/structure.csv",
     log:
         "logs/pretrained/{pretrained}.log",
-    params:
-        args=pretrained_args,
     conda:
         "../envs/analysis.yaml"
+    params:
+        args=pretrained_args,
     shell:
         "mimetic extract {params.args:q} --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule plot_pretrained_heatmaps:
     input:
-        "results/pretrained/{pretrained}/products.safetensors",
+        products="results/pretrained/{pretrained}/products.safetensors",
+        code=PLOT_CODE,
     output:
         png=report(
             "results/figures/pretrained/{pretrained}_heatmaps.png",
@@ -28,18 +29,21 @@ rule plot_pretrained_heatmaps:
         pdf="results/figures/pretrained/{pretrained}_heatmaps.pdf",
     log:
         "logs/plot_pretrained_heatmaps/{pretrained}.log",
-    params:
-        crop=config["structure"]["crop"],
     conda:
         "../envs/analysis.yaml"
+    params:
+        crop=config["structure"]["crop"],
     shell:
-        "mimetic plot-heatmaps --products {input:q} --title {wildcards.pretrained:q} --crop {params.crop}"
+        "mimetic plot-heatmaps --products {input.products:q} --title {wildcards.pretrained:q} --crop {params.crop}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_pretrained_profile:
     input:
-        expand("results/pretrained/{pretrained}/structure.csv", pretrained=config["pretrained"]),
+        expand(
+            "results/pretrained/{pretrained}/structure.csv",
+            pretrained=PRETRAINED,
+        ),
     output:
         png=report(
             "results/figures/pretrained_profile.png",
@@ -51,9 +55,9 @@ rule plot_pretrained_profile:
         pdf="results/figures/pretrained_profile.pdf",
     log:
         "logs/plot_pretrained_profile.log",
-    params:
-        metrics=pretrained_metrics(),
     conda:
         "../envs/analysis.yaml"
+    params:
+        metrics=pretrained_metrics(),
     shell:
         "mimetic plot-profile --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1"

@@ -16,48 +16,58 @@ rule extract_run:
 
 rule plot_run_heatmaps:
     input:
-        f"{STRUCTURE}/products.safetensors",
+        products=f"{STRUCTURE}/products.safetensors",
+        code=PLOT_CODE,
     output:
         png=report(
             "results/figures/structure/{experiment}/{arm}_seed{seed}_{stage}_heatmaps.png",
             caption="../report/heatmaps.rst",
             category="Attention structure",
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "arm": "{arm}", "figure": "heatmaps ({stage})"},
+            labels={
+                "experiment": "{experiment}",
+                "arm": "{arm}",
+                "figure": "heatmaps ({stage})",
+            },
         ),
         pdf="results/figures/structure/{experiment}/{arm}_seed{seed}_{stage}_heatmaps.pdf",
     log:
         "logs/plot_run_heatmaps/{experiment}/{arm}/seed{seed}/{stage}.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         crop=config["structure"]["crop"],
         title=run_figure_title,
-    conda:
-        "../envs/analysis.yaml"
     shell:
-        "mimetic plot-heatmaps --products {input:q} --title {params.title:q} --crop {params.crop}"
+        "mimetic plot-heatmaps --products {input.products:q} --title {params.title:q} --crop {params.crop}"
         " --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_structure_compare:
     input:
-        structure_products,
+        products=structure_products,
+        code=PLOT_CODE,
     output:
         png=report(
             "results/figures/structure_{experiment}.png",
             caption="../report/structure_compare.rst",
             category="Attention structure",
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "arm": "all", "figure": "pretrained, init, trained"},
+            labels={
+                "experiment": "{experiment}",
+                "arm": "all",
+                "figure": "pretrained, init, trained",
+            },
         ),
         pdf="results/figures/structure_{experiment}.pdf",
     log:
         "logs/plot_structure_compare/{experiment}.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         products=labelled_products,
         crop=config["structure"]["compare_crop"],
         title=compare_title,
-    conda:
-        "../envs/analysis.yaml"
     shell:
         "mimetic plot-compare --products {params.products:q} --title {params.title:q} --crop {params.crop}"
         " --out {output:q} > {log:q} 2>&1"
@@ -65,21 +75,26 @@ rule plot_structure_compare:
 
 rule plot_structure_profile:
     input:
-        structure_metrics,
+        metrics=structure_metrics,
+        code=PLOT_CODE,
     output:
         png=report(
             "results/figures/structure_profile_{experiment}.png",
             caption="../report/profile.rst",
             category="Attention structure",
             subcategory="{experiment}",
-            labels={"experiment": "{experiment}", "arm": "all", "figure": "diagonal profile"},
+            labels={
+                "experiment": "{experiment}",
+                "arm": "all",
+                "figure": "diagonal profile",
+            },
         ),
         pdf="results/figures/structure_profile_{experiment}.pdf",
     log:
         "logs/plot_structure_profile/{experiment}.log",
-    params:
-        metrics=labelled_metrics,
     conda:
         "../envs/analysis.yaml"
+    params:
+        metrics=labelled_metrics,
     shell:
         "mimetic plot-profile --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1"

@@ -7,19 +7,19 @@ rule train_run:
         summary=f"{RUN}/summary.json",
     log:
         "logs/train/{experiment}/{arm}/seed{seed}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: config["threads_per_run"]
+    resources:
+        # `--resources gpu=N` bounds the runs started at once, and the SLURM executor asks for
+        # this many (--gpus); each run locks its own device(s) (mimetic.gpu).
+        gpu=run_gpus,
     params:
         recipe=run_recipe,
         execution=execution_options,
         run=RUN,  # the run's folder, which the trainer owns
         # Outside the declared outputs, so Snakemake never deletes it: a re-run resumes.
         checkpoint="results/checkpoints/{experiment}/{arm}/seed{seed}.pt",
-    threads: config["threads_per_run"]
-    resources:
-        # `--resources gpu=N` bounds the runs started at once, and the SLURM executor asks for
-        # this many (--gpus); each run locks its own device(s) (mimetic.gpu).
-        gpu=run_gpus,
-    conda:
-        "../envs/train.yaml"
     shell:
         "mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
         " --seed {wildcards.seed} --out {params.run:q} --checkpoint {params.checkpoint:q} {params.execution:q}"

@@ -1,0 +1,127 @@
+"""A workflow config checked whole, when Snakemake plans: in seconds, before any job, each
+mistake named by its config path (e.g. `experiments.digits.warmup_epochs`) with what to do.
+
+Every rule of a single run is the trainer's own (`TrainConfig.validate`, one implementation);
+this module adds what only the whole config knows: the arms, the seeds the structure analysis
+reads, pretrained model names, labels that would collide in output names, and how the YAML
+files themselves were written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mimetic.init import check_params
+from mimetic.recipe import TrainConfig
+
+
+class ConfigError(ValueError):
+    """A config mistake; the message starts with the config path of the bad key."""
+
+
+# YAML 1.2 reads 1e-3 as a number; PyYAML (YAML 1.1, which Snakemake uses) wants a dot in the
+# mantissa (1.0e-3) and leaves 1e-3 a string. config/README.md itself writes 1e-3.
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
+
+
+def yaml12_numbers(node: Any) -> Any:
+    """`node` with every string that YAML 1.2 reads as a number (1e-3, 5E4) made a float, in place."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in list(items):
+        if isinstance(value, str) and _YAML12_FLOAT.match(value):
+            node[key] = float(value)
+        else:
+            yaml12_numbers(value)
+    return node
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps
+    the last value silently: `lr: 0.001` then `lr: 0.5` trains at 0.5)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}: key {key!r} is given twice in one mapping (lines "
+                              f"{seen[key]} and {line}); keep one")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def check_files(paths: Iterable[str | Path]) -> None:
+    """Raise ConfigError if a config file gives a key twice in one mapping."""
+    for path in paths:
+        with open(path) as f:
+            yaml.load(f, Loader=_StrictLoader)
+
+
+def _recipe_key(message: str, recipe: dict[str, Any]) -> str | None:
+    """The recipe key a TrainConfig.validate message is about (its messages start `key=value`)."""
+    m = re.match(r"(\w+)=", message)
+    return m.group(1) if m and m.group(1) in recipe else None
+
+
+def check(config: dict[str, Any]) -> None:
+    """Raise ConfigError for the first mistake in a schema-valid, defaults-filled config."""
+    arms, experiments = config["arms"], config["experiments"]
+    if config["baseline"] not in arms:
+        raise ConfigError(f"baseline: {config['baseline']!r} is not one of arms {sorted(arms)}; set it to the arm "
+                          "gains are measured against")
+    for label, arm in arms.items():
+        try:
+            check_params(arm["init"], arm["params"])
+        except ValueError as e:
+            raise ConfigError(f"arms.{label}.params: {e}") from None
+    for label, recipe in experiments.items():
+        values = {k: v for k, v in recipe.items() if k != "gpus"}
+        try:
+            TrainConfig(**values).validate()
+        except ValueError as e:
+            key = _recipe_key(str(e), values)
+            raise ConfigError(f"experiments.{label}{'.' + key if key else ''}: {e}") from None
+        if label.startswith("profile_"):
+            # results/figures/structure_profile_<x> would be both figures of <x> and <profile_x>.
+            raise ConfigError(f"experiments.{label}: labels may not start with 'profile_' (its structure figure "
+                              "would share a name with another experiment's); rename it")
+    seed = config["structure"]["seed"]
+    if seed is not None and seed not in config["seeds"]:
+        raise ConfigError(f"structure.seed: {seed} is not one of seeds {config['seeds']}; its runs would be trained "
+                          "only for the structure figures and missing from every table. Pick one of seeds")
+    for exp, label in config["structure"]["reference"].items():
+        if exp not in experiments:
+            raise ConfigError(f"structure.reference.{exp}: not an experiment ({sorted(experiments)})")
+        if label not in config["pretrained"]:
+            raise ConfigError(f"structure.reference.{exp}: {label!r} is not a `pretrained` label "
+                              f"({sorted(config['pretrained'])})")
+    for label, entry in config["pretrained"].items():
+        _check_pretrained_name(label, entry["model"], has_file=bool(entry["file"]))
+
+
+def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
+    """A timm name (with its pretrained tag unless a local file gives the weights) or a GPT-2 size."""
+    import timm
+
+    from mimetic.pretrained import GPT2_HEADS, is_gpt2
+
+    if is_gpt2(model):
+        return
+    arch = model.split(".")[0]
+    if not timm.is_model(arch):
+        raise ConfigError(f"pretrained.{label}.model: {model!r} is not a timm model (nor a GPT-2 size "
+                          f"{sorted(GPT2_HEADS)}); `python -c \"import timm; print(timm.list_models('vit_*'))\"` "
+                          "lists the ViTs")
+    if "." in model and not has_file and model not in timm.list_pretrained(model):
+        raise ConfigError(f"pretrained.{label}.model: timm has no pretrained weights tagged {model!r}; its tags "
+                          f"for {arch}: {timm.list_pretrained(arch + '.*') or 'none'}")
