@@ -40,31 +40,31 @@ def yaml12_numbers(node: Any) -> Any:
     return node
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps
-    the last value silently: `lr: 0.001` then `lr: 0.5` trains at 0.5)."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if key in seen:
-            raise ConfigError(f"{key_node.start_mark.name}: key {key!r} is given twice in one mapping (lines "
-                              f"{seen[key]} and {line}); keep one")
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+def _duplicate_keys(node: yaml.Node, path: str) -> None:
+    """Raise ConfigError at the first mapping of the YAML node tree that gives a key twice
+    (PyYAML keeps the last value silently: `lr: 0.001` then `lr: 0.5` trains at 0.5)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key, line = str(key_node.value), key_node.start_mark.line + 1
+            where = f"{path}.{key}" if path else key
+            if key in seen:
+                raise ConfigError(f"{where}: given twice (lines {seen[key]} and {line} of "
+                                  f"{key_node.start_mark.name}); keep one")
+            seen[key] = line
+            _duplicate_keys(value_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, f"{path}[{i}]")
 
 
 def check_files(paths: Iterable[str | Path]) -> None:
     """Raise ConfigError if a config file gives a key twice in one mapping."""
     for path in paths:
         with open(path) as f:
-            yaml.load(f, Loader=_StrictLoader)
+            node = yaml.compose(f, Loader=yaml.SafeLoader)
+        if node is not None:
+            _duplicate_keys(node, "")
 
 
 def _recipe_key(message: str, recipe: dict[str, Any]) -> str | None:

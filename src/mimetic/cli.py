@@ -61,15 +61,26 @@ def _inits(args: argparse.Namespace) -> None:
         print(f"{name:12s} {params}\n{'':12s} {(INITS[name].__doc__ or '').strip()}")
 
 
+def _load_records(args: argparse.Namespace) -> tuple:
+    from mimetic import aggregate
+
+    if len(args.summaries) != len(args.metrics):
+        raise SystemExit(f"mimetic {args.command}: --summaries and --metrics must name the same runs, in one order")
+    try:
+        return aggregate.load_runs(zip(args.summaries, args.metrics))
+    except aggregate.RecordError as e:
+        raise SystemExit(f"mimetic {args.command}: {e}")
+
+
+def _check_records(args: argparse.Namespace) -> None:
+    runs, _ = _load_records(args)
+    print(f"{len(runs)} run records are complete and readable", flush=True)
+
+
 def _aggregate(args: argparse.Namespace) -> None:
     from mimetic import aggregate, io
 
-    if len(args.summaries) != len(args.metrics):
-        raise SystemExit("mimetic aggregate: --summaries and --metrics must name the same runs, in the same order")
-    try:
-        runs, epochs = aggregate.load_runs(zip(args.summaries, args.metrics))
-    except aggregate.RecordError as e:
-        raise SystemExit(f"mimetic aggregate: {e}")
+    runs, epochs = _load_records(args)
     summary = aggregate.summarize(runs, epochs, baseline=args.baseline)
     io.write_csv(args.runs_csv, runs)
     io.write_csv(args.epochs_csv, epochs)
@@ -264,6 +275,13 @@ def parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("inits", help="list the attention initializations and their parameters")
     a.set_defaults(func=_inits)
+
+    k = sub.add_parser("check-records", help="check that every run record is complete and readable",
+                       description="Read every summary.json and metrics.csv as `aggregate` does; a missing or "
+                                   "malformed record stops it with the file named and what is wrong.")
+    k.add_argument("--summaries", nargs="+", required=True, help="summary.json of each run")
+    k.add_argument("--metrics", nargs="+", required=True, help="metrics.csv of each run, in the same order")
+    k.set_defaults(func=_check_records)
 
     g = sub.add_parser("aggregate", help="run records -> runs, epochs and summary tables",
                        description="Collect finished runs (summary.json + metrics.csv each) into tables; a missing "

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mimetic.data import DATASETS
+from mimetic.data.core import BUILTIN, SHAPES
 from mimetic.data.augment import RandAugment
 from mimetic.init import apply_init, check_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
@@ -93,6 +94,18 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr}: must be <= lr={self.lr} (the schedule decays from lr to min_lr)")
+        if self.data_root is not None and self.dataset in BUILTIN:
+            raise ValueError(f"data_root={self.data_root!r}: dataset={self.dataset!r} is built in and reads no folder; "
+                             "remove data_root")
+        shape = SHAPES.get(self.dataset)
+        if shape and MODELS[self.model]["img_size"] != shape.image_size:
+            raise ValueError(f"model={self.model!r} takes {MODELS[self.model]['img_size']}px images but "
+                             f"dataset={self.dataset!r} has {shape.image_size}px; pick a matching model")
+        if shape and self.data_root is None and self.batch_size > shape.train_images:
+            raise ValueError(f"batch_size={self.batch_size} is larger than dataset={self.dataset!r}'s "
+                             f"{shape.train_images} training images; lower it")
         if self.batch_size % self.accum_steps:
             raise ValueError(f"batch_size={self.batch_size} is not divisible by accum_steps={self.accum_steps}")
         if self.randaugment:

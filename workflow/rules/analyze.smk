@@ -1,7 +1,24 @@
+# A bad run record stops the workflow here, before `aggregate`, whose old tables Snakemake
+# would delete on starting it: they stay until good records replace them.
+rule check_records:
+    input:
+        summaries=run_records("summary.json"),
+        metrics=run_records("metrics.csv"),
+    output:
+        touch("results/tables/records.checked"),
+    log:
+        "logs/check_records.log",
+    conda:
+        "../envs/analysis.yaml"
+    shell:
+        "mimetic check-records --summaries {input.summaries:q} --metrics {input.metrics:q} > {log:q} 2>&1"
+
+
 rule aggregate:
     input:
         summaries=run_records("summary.json"),
         metrics=run_records("metrics.csv"),
+        checked="results/tables/records.checked",
         code=TABLE_CODE,
     output:
         runs=TABLES[0],

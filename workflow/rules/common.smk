@@ -1,28 +1,13 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
-
-
-validate(config, schema="../schemas/config.schema.yaml")
-
-if config["baseline"] not in config["arms"]:
-    raise WorkflowError(
-        f"config: baseline={config['baseline']!r} is not one of arms {sorted(config['arms'])}; "
-        "set `baseline` to the arm gains are measured against"
-    )
-
-for _exp, _label in config["structure"]["reference"].items():
-    if _exp not in config["experiments"] or _label not in config["pretrained"]:
-        raise WorkflowError(
-            f"config: structure.reference maps {_exp!r} -> {_label!r}; keys must be experiments "
-            f"{sorted(config['experiments'])} and values `pretrained` labels {sorted(config['pretrained'])}"
-        )
 
 
 # The jobs run `mimetic`, the package of this workflow, from their environment: the conda envs
@@ -38,6 +23,24 @@ if not os.path.isdir(SOURCE):
         "clone the repository and use the workflow from the clone (README, 'Deployment')"
     )
 shell.prefix(f"export MIMETIC_WORKFLOW_SOURCE={shlex.quote(os.path.abspath(SOURCE))}; ")
+
+# Planning checks use the package's own code (one implementation with the trainer's).
+sys.path.insert(0, os.path.dirname(os.path.abspath(SOURCE)))
+try:
+    from mimetic import checks
+except ImportError as e:
+    raise WorkflowError(
+        f"the workflow checks its config with its own package, which needs {e.name!r} in Snakemake's "
+        "environment: pip install -e <this repository> (or conda env create -f environment.yml)"
+    )
+
+try:
+    checks.check_files(workflow.configfiles)
+    checks.yaml12_numbers(config)
+    validate(config, schema="../schemas/config.schema.yaml")
+    checks.check(config)
+except checks.ConfigError as e:
+    raise WorkflowError(f"config: {e}")
 
 
 def package_code(*modules):

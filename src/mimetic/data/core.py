@@ -72,6 +72,25 @@ class ImageData:
         return torch.stack(mean), torch.stack(std)
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What a recipe is checked against before any data is on disk."""
+
+    image_size: int
+    train_images: int
+
+
+# The datasets whose contents are fixed (a copy elsewhere, `data_root`, is read as it is).
+SHAPES = {
+    "digits": Shape(8, 1437),  # scikit-learn's 1797 digits, 80% for training
+    "synthetic": Shape(32, 2048),
+    "cifar10": Shape(32, 50_000),
+    "cifar100": Shape(32, 50_000),
+    "svhn": Shape(32, 73_257),
+    "tiny_imagenet": Shape(64, 100_000),
+}
+BUILTIN = ("digits", "synthetic")  # made in memory: no data stage, no `data_root`
+
 Loader = Callable[[Path | None], ImageData]
 DATASETS: dict[str, Loader] = {}
 

@@ -1,0 +1,88 @@
+"""Config mistakes are caught when Snakemake plans: non-zero dry run, in seconds, naming the key."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mimetic.checks import ConfigError, yaml12_numbers
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = """\
+seeds: [0, 1]
+arms:
+  default: {init: default}
+  mimetic: {init: mimetic}
+experiments:
+  digits:
+    dataset: digits
+    model: vit_digits
+    epochs: 3
+    batch_size: 256
+    warmup_epochs: 1
+    lr: 0.002
+    gpus: 0
+"""
+
+
+def dry_run(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess, float]:
+    (tmp_path / "config.yaml").write_text(text)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "1"],
+                          capture_output=True, text=True, timeout=300)
+    return proc, time.monotonic() - start
+
+
+def edit(key: str, value: str) -> str:
+    """BASE with `key: value` set in the digits experiment (added if absent)."""
+    lines = [line for line in BASE.splitlines() if not line.startswith(f"    {key}:")]
+    return "\n".join(lines) + f"\n    {key}: {value}\n"
+
+
+BAD = [
+    # schema (more in tests/test_workflow.py::test_bad_config_fails_before_any_job)
+    (edit("flip", "yes"), "flip"),  # YAML 1.1 reads an unquoted yes as true
+    # duplicate key: the last value would win silently
+    (BASE + "    lr: 0.5\n", "experiments.digits.lr: given twice (lines 12 and 14 of"),
+    # cross-field rules of one run, the trainer's own, now at planning
+    (edit("min_lr", "0.01"), "experiments.digits.min_lr: min_lr=0.01: must be <= lr=0.002"),
+    (edit("warmup_epochs", "3"), "experiments.digits.warmup_epochs"),
+    (edit("accum_steps", "3"), "experiments.digits.batch_size"),
+    (edit("randaugment", "rand-zz9"), "experiments.digits.randaugment"),
+    (edit("model", "vit_tiny_patch4_32"), "experiments.digits.model: model='vit_tiny_patch4_32' takes 32px"),
+    (edit("batch_size", "4096"), "experiments.digits.batch_size: batch_size=4096 is larger than"),
+    (edit("data_root", "/data/digits"), "experiments.digits.data_root"),
+    (BASE.replace("default: {init: default}", "default: {init: default, params: {alpha1: 0.5}}"),
+     "arms.default.params: init 'default' takes no parameter ['alpha1']"),
+    # what only the whole config knows
+    (BASE + "structure: {seed: 7}\n", "structure.seed: 7 is not one of seeds [0, 1]"),
+    (BASE + "pretrained:\n  vit: {model: vit_nonexistent_patch16_224}\n", "pretrained.vit.model"),
+    (BASE + "pretrained:\n  vit: {model: vit_tiny_patch16_224.no_such_tag}\n", "pretrained.vit.model"),
+    (BASE.replace("  digits:\n", "  profile_a:\n"), "experiments.profile_a"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD, ids=[m[:40] for _, m in BAD])
+def test_a_bad_config_fails_its_dry_run_in_seconds_naming_the_key(tmp_path, text, message):
+    proc, seconds = dry_run(tmp_path, text)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+    assert seconds < 60 and not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("text", [edit("lr", "1e-3"), edit("min_lr", "1E-6"), edit("flip", '"yes"')])
+def test_valid_spellings_plan_normally(tmp_path, text):
+    proc, _ = dry_run(tmp_path, text)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "train_run" in proc.stdout
+
+
+def test_yaml12_numbers_only_touch_number_strings():
+    config = {"lr": "1e-3", "min_lr": "-2.5E+2", "flip": "yes", "root": "data/1e3x", "seeds": ["1e1", 2]}
+    assert yaml12_numbers(config) == {"lr": 0.001, "min_lr": -250.0, "flip": "yes", "root": "data/1e3x",
+                                      "seeds": [10.0, 2]}
+    assert issubclass(ConfigError, ValueError)
