@@ -378,3 +378,15 @@ def test_init_params_as_dicts(records):
     runs, _ = records
     as_dicts = runs.assign(init_params=runs["init_params"].map(json.loads))
     pd.testing.assert_frame_equal(tables.grid_table(as_dicts, "default").data, tables.grid_table(runs, "default").data)
+
+
+def test_write_all_writes_exactly_the_files_it_is_given(records, tmp_path):
+    """The workflow passes every output file its rule declares; one left out is an error."""
+    runs, epochs = records
+    names = [*tables.TABLES, tables.GRID]  # the records' arms form a grid
+    files = {f"{n}.{ext}": tmp_path / "given" / f"x_{n}.{ext}" for n in names for ext in render.FORMATS}
+    paths = tables.write_all(runs, epochs, "default", data.CLAIMS, data.REFERENCES, files)
+    assert sorted(paths) == sorted(files.values()) and all(p.is_file() for p in paths)
+    del files["main.tex"]
+    with pytest.raises(ValueError, match=r"no output file given for \['main.tex'\]"):
+        tables.write_all(runs, epochs, "default", data.CLAIMS, data.REFERENCES, files)

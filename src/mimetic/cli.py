@@ -88,6 +88,41 @@ def _aggregate(args: argparse.Namespace) -> None:
     io.write_text(args.summary_md, aggregate.markdown(summary, args.baseline))
 
 
+def _results(args: argparse.Namespace) -> tuple:
+    """(runs, epochs, claims, references) for the result tables and figures."""
+    import pandas as pd
+
+    from mimetic.claims import SpecError, load_claims, load_references
+
+    try:
+        claims = load_claims(args.claims, args.claims_schema)
+        references = load_references(args.references, args.references_schema) if args.references else []
+    except SpecError as e:
+        raise SystemExit(f"mimetic {args.command}: {e}")
+    return pd.read_csv(args.runs_csv), pd.read_csv(args.epochs_csv), claims, references
+
+
+def _tables(args: argparse.Namespace) -> None:
+    from mimetic import tables
+
+    runs, epochs, claims, references = _results(args)
+    tables.write_all(runs, epochs, args.baseline, claims, references, {Path(f).name: f for f in args.out})
+
+
+def _figures(args: argparse.Namespace) -> None:
+    from mimetic import plots
+
+    runs, epochs, claims, _ = _results(args)
+    plots.paper_figures(runs, epochs, args.baseline, claims, {Path(f).name: f for f in args.out})
+
+
+def _provenance(args: argparse.Namespace) -> None:
+    from mimetic import io, provenance
+
+    summaries = [json.loads(Path(p).read_text()) for p in args.summaries]
+    io.write_text(args.out, provenance.page(summaries, json.loads(args.config)))
+
+
 def _plot_curves(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -294,6 +329,32 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--summary-csv", required=True, help="output: per experiment and arm, accuracy and paired gain")
     g.add_argument("--summary-md", required=True, help="output: the same as a Markdown table")
     g.set_defaults(func=_aggregate)
+
+    for name, func, what in (("tables", _tables, "the result tables (CSV, Markdown, LaTeX, HTML) of "
+                                                  "mimetic.tables.TABLES, and `grid` for an (alpha, beta) grid"),
+                             ("figures", _figures, "the result figures (PNG and PDF) of mimetic.plots.FIGURES, "
+                                                   "and `grid_heatmap` for an (alpha, beta) grid")):
+        r = sub.add_parser(name, help=f"runs -> {what}", description=f"Write {what} to the --out files, from the "
+                           "tables of `aggregate`, the claims and the published numbers (docs/analysis.md).")
+        r.add_argument("--runs-csv", required=True, help="runs.csv from `aggregate`")
+        r.add_argument("--epochs-csv", required=True, help="epochs.csv from `aggregate`")
+        r.add_argument("--claims", required=True, help="claims.yaml (config/claims.yaml)")
+        r.add_argument("--claims-schema", required=True, help="its schema (workflow/schemas/claims.schema.yaml)")
+        r.add_argument("--references", help="references.yaml (config/references.yaml)")
+        r.add_argument("--references-schema", help="its schema (workflow/schemas/references.schema.yaml)")
+        r.add_argument("--baseline", default="default", help="the arm gains are measured against")
+        r.add_argument("--out", nargs="+", required=True,
+                       help="output files, one per name and format (e.g. results/tables/main.csv ...); every one "
+                            "the command writes must be given")
+        r.set_defaults(func=func)
+
+    v = sub.add_parser("provenance", help="run records + config -> the report's provenance page (HTML)",
+                       description="Code version (commit, dirty tree, source hash), package versions, devices, "
+                                   "GPU-hours and wall time of the runs, and the resolved config.")
+    v.add_argument("--summaries", nargs="+", required=True, help="summary.json of each run")
+    v.add_argument("--config", required=True, help="the resolved workflow config, as JSON")
+    v.add_argument("--out", required=True, help="output: the HTML page")
+    v.set_defaults(func=_provenance)
 
     c = sub.add_parser("plot-curves", help="test accuracy vs epoch per arm (mean ± std over seeds)")
     c.add_argument("--epochs", required=True, help="epochs.csv from `aggregate`")

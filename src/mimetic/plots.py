@@ -335,24 +335,30 @@ def grid_heatmap(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
 
 
 def paper_figures(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claims: Sequence[Claim],
-                  out_dir: str | Path, *, treatment: str = compare.TREATMENT,
+                  out: str | Path | Mapping[str, str | Path], *, treatment: str = compare.TREATMENT,
                   levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> list[Path]:
-    """Every results figure as <out_dir>/<name>.png and .pdf, names FIGURES and then GRID_FIGURE
-    where the arms form an (alpha, beta) grid (compare.has_grid on the config tells in advance).
-    Every figure colours arms with one arm_colors() mapping. Returns the paths written."""
-    out_dir = Path(out_dir)
+    """Every results figure as <name>.png and .pdf, names FIGURES and then GRID_FIGURE where the
+    arms form an (alpha, beta) grid (compare.has_grid on the config tells in advance), to the
+    files `out` maps those names to, or into the folder `out`. Every figure colours arms with one
+    arm_colors() mapping. Returns the paths written."""
+    names = list(FIGURES)
+    if not compare.grid(runs, baseline).empty:
+        names.append(GRID_FIGURE)
+    if isinstance(out, (str, Path)):
+        out = {f"{n}.{ext}": Path(out) / f"{n}.{ext}" for n in names for ext in ("png", "pdf")}
+    missing = [f"{n}.{ext}" for n in names for ext in ("png", "pdf") if f"{n}.{ext}" not in out]
+    if missing:
+        raise ValueError(f"no output file given for {missing}")
 
     def files(name: str) -> list[Path]:
-        return [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+        return [Path(out[f"{name}.png"]), Path(out[f"{name}.pdf"])]
 
     colors = arm_colors(runs["arm"].unique(), baseline, treatment)
     final_accuracy(runs, files("final_accuracy"), baseline, treatment, colors)
     gain_forest(runs, claims, files("gain_forest"), baseline, treatment, colors)
     time_to_accuracy(runs, epochs, files("time_to_accuracy"), baseline, treatment, levels, colors)
-    names = list(FIGURES)
-    if not compare.grid(runs, baseline).empty:
+    if GRID_FIGURE in names:
         grid_heatmap(runs, files(GRID_FIGURE), baseline)
-        names.append(GRID_FIGURE)
     return [path for name in names for path in files(name)]
 
 

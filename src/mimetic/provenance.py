@@ -9,11 +9,13 @@ too (and tells two runs with uncommitted changes apart).
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -96,3 +98,41 @@ def check_workflow_source() -> None:
             f"this job imported mimetic from {PACKAGE_DIR}, but the workflow's own package is {expected} and "
             f"their code differs; install the workflow's package into this environment (pip install -e "
             f"{Path(expected).parent.parent}) or, with --sdm conda, remove the stale env under .snakemake/conda")
+
+
+def page(summaries: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
+    """The report's provenance page: what made the numbers (code, packages, devices, compute)
+    and the resolved config, from the runs' summary.json records. Self-contained HTML."""
+    from collections import Counter
+
+    import yaml
+
+    def table(title: str, counts: Counter, columns: Sequence[str]) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in (*columns, "runs"))
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (*key, n)) + "</tr>"
+                       for key, n in sorted(counts.items(), key=str))
+        return f"<h2>{html.escape(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+    env = [s["environment"] for s in summaries]
+    code = Counter((e.get("git_commit"), e.get("git_dirty"), e.get("source_sha256", "")[:12], e.get("mimetic"))
+                   for e in env)
+    packages = Counter((e.get("python"), e.get("torch"), e.get("timm"), e.get("numpy")) for e in env)
+    devices = Counter((s["device"], s.get("device_type", "?"), s.get("processes", 1), s["environment"].get("host"))
+                      for s in summaries)
+    wall = sum(s["wall_time"] for s in summaries)
+    gpu = sum(s["wall_time"] * s.get("processes", 1) for s in summaries if s.get("device_type") == "cuda")
+    compute = (f"<h2>Compute</h2><p>{len(summaries)} runs; training wall time {wall / 3600:.2f} h in total; "
+               f"{gpu / 3600:.2f} GPU-hours (wall time x processes of the runs on CUDA).</p>")
+    dirty = any(e.get("git_dirty") for e in env)
+    warning = ("<p class='warn'>Some runs ran from a git tree with uncommitted changes: the commit alone does not "
+               "identify their code; the source hash does.</p>" if dirty else "")
+    style = ("body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #bbb;padding:.2em .6em;text-align:left}th{background:#eee}"
+             ".warn{color:#a40}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Provenance</title><style>{style}</style>"
+            f"</head><body><h1>Provenance</h1>"
+            + table("Code", code, ("git commit", "uncommitted changes", "source sha256", "mimetic")) + warning
+            + table("Packages", packages, ("python", "torch", "timm", "numpy"))
+            + table("Devices", devices, ("device", "type", "processes", "host")) + compute
+            + "<h2>Resolved config</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
+            + "</body></html>\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html as html_lib
 import math
 import os
+from collections.abc import Mapping
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,10 +158,13 @@ def html(t: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(t: Table, out_dir: str | os.PathLike) -> list[Path]:
-    """<out_dir>/<name>.csv, .md, .tex and .html; returns their paths in that order."""
-    out = Path(out_dir)
-    paths = [out / f"{t.name}.{ext}" for ext in FORMATS]
+def write(t: Table, files: Mapping[str, str | os.PathLike]) -> list[Path]:
+    """The table in each format of FORMATS, to files[f"{t.name}.{ext}"] (the caller names every
+    file, e.g. the workflow the ones its rule declares); returns their paths in that order."""
+    missing = [f"{t.name}.{ext}" for ext in FORMATS if f"{t.name}.{ext}" not in files]
+    if missing:
+        raise ValueError(f"no output file given for {missing}")
+    paths = [Path(files[f"{t.name}.{ext}"]) for ext in FORMATS]
     io.write_csv(paths[0], t.data)
     io.write_text(paths[1], markdown(t))
     io.write_text(paths[2], latex(t))

@@ -229,11 +229,16 @@ def build_all(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claims: S
 
 
 def write_all(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claims: Sequence[Claim],
-              references: Sequence[Reference], out_dir: str | os.PathLike, *, treatment: str = compare.TREATMENT,
+              references: Sequence[Reference], out: str | os.PathLike | Mapping[str, str | os.PathLike], *,
+              treatment: str = compare.TREATMENT,
               levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> list[Path]:
-    """Write every table as <out_dir>/<name>.{csv,md,tex,html} (names: TABLES, then `grid` when the
-    arms form an (alpha, beta) grid); returns the paths written."""
+    """Write every table as <name>.csv/.md/.tex/.html (names: TABLES, then `grid` when the arms
+    form an (alpha, beta) grid), to the files `out` maps those names to, or into the folder `out`;
+    returns the paths written."""
+    built = build_all(runs, epochs, baseline, claims, references, treatment=treatment, levels=levels)
+    if isinstance(out, (str, os.PathLike)):
+        out = {f"{t.name}.{ext}": Path(out) / f"{t.name}.{ext}" for t in built for ext in render.FORMATS}
     paths = []
-    for t in build_all(runs, epochs, baseline, claims, references, treatment=treatment, levels=levels):
-        paths += render.write(t, out_dir)
+    for t in built:
+        paths += render.write(t, out)
     return paths

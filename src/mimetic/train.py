@@ -302,7 +302,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
         "epochs": cfg.epochs, "wall_time": elapsed,
         # The run's identity: what aggregation groups and pairs by.
         "experiment": experiment or cfg.dataset, "arm": arm or cfg.init, "seed": cfg.seed, "init": cfg.init,
-        "init_params": cfg.init_params, "config": cfg.to_dict(), "device": _device_name(dev),
+        "init_params": cfg.init_params, "config": cfg.to_dict(), "device": _device_name(dev), "device_type": dev.type,
         "processes": dist.world, "parameters": sum(p.numel() for p in net.parameters()),
         "environment": environment(),
     }

@@ -34,12 +34,26 @@ except ImportError as e:
         "environment: pip install -e <this repository> (or conda env create -f environment.yml)"
     )
 
+from mimetic import claims, compare, plots, tables
+
+# The claims and published numbers: the config's files, or the workflow's own.
+CLAIMS = config.get("claims") or os.path.relpath(
+    os.path.join(SOURCE, "../../config/claims.yaml")
+)
+REFERENCES = config.get("references") or os.path.relpath(
+    os.path.join(SOURCE, "../../config/references.yaml")
+)
+CLAIMS_SCHEMA = workflow.source_path("../schemas/claims.schema.yaml")
+REFERENCES_SCHEMA = workflow.source_path("../schemas/references.schema.yaml")
+
 try:
     checks.check_files(workflow.configfiles)
     checks.yaml12_numbers(config)
     validate(config, schema="../schemas/config.schema.yaml")
     checks.check(config)
-except checks.ConfigError as e:
+    claims.load_claims(CLAIMS, CLAIMS_SCHEMA)
+    claims.load_references(REFERENCES, REFERENCES_SCHEMA)
+except (checks.ConfigError, claims.SpecError) as e:
     raise WorkflowError(f"config: {e}")
 
 
@@ -51,7 +65,8 @@ def package_code(*modules):
 
 
 PLOT_CODE = package_code("plots")
-TABLE_CODE = package_code("aggregate", "stats")
+TABLE_CODE = package_code("aggregate", "stats", "compare", "render", "tables", "claims")
+PROVENANCE_CODE = package_code("provenance")
 
 # The grid in one canonical order (the baseline arm first, the rest sorted): a config whose
 # keys are reordered plans the same jobs with the same parameters, figures included.
@@ -86,12 +101,11 @@ TRAIN_OPTIONS = (
 )
 EXECUTION = (*TRAIN_OPTIONS, "gpus")
 
-TABLES = [
-    "results/tables/runs.csv",
-    "results/tables/epochs.csv",
-    "results/tables/summary.csv",
-    "results/tables/summary.md",
-]
+# What `aggregate` writes from the run records, and what the result tables and figures read.
+RUNS_CSV = "results/tables/runs.csv"
+EPOCHS_CSV = "results/tables/epochs.csv"
+SUMMARY_CSV = "results/tables/summary.csv"
+SUMMARY_MD = "results/tables/summary.md"
 
 
 wildcard_constraints:
@@ -278,9 +292,45 @@ def pretrained_figures():
     return targets
 
 
+GRID = compare.has_grid(config["arms"], config["baseline"])
+
+
+def tables_():
+    """Every table: the aggregate's and the result tables (CSV, Markdown, LaTeX, HTML)."""
+    return [
+        RUNS_CSV,
+        EPOCHS_CSV,
+        SUMMARY_CSV,
+        SUMMARY_MD,
+        *result_tables(),
+        *result_tables_html().values(),
+    ]
+
+
+def result_tables():
+    """The result tables as CSV, Markdown and LaTeX (their HTML: result_tables_html)."""
+    names = [*tables.TABLES, *([tables.GRID] if GRID else [])]
+    return [f"results/tables/{n}.{ext}" for n in names for ext in ("csv", "md", "tex")]
+
+
+def result_tables_html():
+    names = [*tables.TABLES, *([tables.GRID] if GRID else [])]
+    return {n: f"results/tables/{n}.html" for n in names}
+
+
+def paper_figures():
+    """The result figures, each as PNG and PDF (mimetic.plots)."""
+    names = [*plots.FIGURES, *([plots.GRID_FIGURE] if GRID else [])]
+    return {n: f"results/figures/{n}.png" for n in names}
+
+
 def figures():
     return (
-        both("results/figures/test_accuracy")
+        [
+            *paper_figures().values(),
+            *(p.replace(".png", ".pdf") for p in paper_figures().values()),
+        ]
+        + both("results/figures/test_accuracy")
         + structure_figures()
         + pretrained_figures()
     )

@@ -22,7 +22,7 @@ rule plot_pretrained_heatmaps:
         png=report(
             "results/figures/pretrained/{pretrained}_heatmaps.png",
             caption="../report/heatmaps.rst",
-            category="Attention structure",
+            category="3. Attention structure",
             subcategory="Pretrained",
             labels={"model": "{pretrained}", "figure": "heatmaps"},
         ),
@@ -48,7 +48,7 @@ rule plot_pretrained_profile:
         png=report(
             "results/figures/pretrained_profile.png",
             caption="../report/profile.rst",
-            category="Attention structure",
+            category="3. Attention structure",
             subcategory="Pretrained",
             labels={"model": "all pretrained", "figure": "diagonal profile"},
         ),

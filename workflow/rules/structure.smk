@@ -22,7 +22,7 @@ rule plot_run_heatmaps:
         png=report(
             "results/figures/structure/{experiment}/{arm}_seed{seed}_{stage}_heatmaps.png",
             caption="../report/heatmaps.rst",
-            category="Attention structure",
+            category="3. Attention structure",
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -51,7 +51,7 @@ rule plot_structure_compare:
         png=report(
             "results/figures/structure_{experiment}.png",
             caption="../report/structure_compare.rst",
-            category="Attention structure",
+            category="3. Attention structure",
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
@@ -81,7 +81,7 @@ rule plot_structure_profile:
         png=report(
             "results/figures/structure_profile_{experiment}.png",
             caption="../report/profile.rst",
-            category="Attention structure",
+            category="3. Attention structure",
             subcategory="{experiment}",
             labels={
                 "experiment": "{experiment}",
