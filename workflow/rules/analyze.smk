@@ -45,7 +45,8 @@ rule plot_curves:
         png=report(
             "results/figures/test_accuracy.png",
             caption="../report/test_accuracy.rst",
-            category="Results",
+            category="2. Results",
+            labels={"figure": "learning curves", "experiment": "all"},
         ),
         pdf="results/figures/test_accuracy.pdf",
     log:
