@@ -47,7 +47,7 @@ BAD = [
     # schema (more in tests/test_workflow.py::test_bad_config_fails_before_any_job)
     (edit("flip", "yes"), "flip"),  # YAML 1.1 reads an unquoted yes as true
     # duplicate key: the last value would win silently
-    (BASE + "    lr: 0.5\n", "experiments.digits.lr: given twice (lines 12 and 14 of"),
+    (BASE + "    lr: 0.5\n", "experiments.digits.lr: duplicate key 'lr' (lines 12 and 14 of"),
     # cross-field rules of one run, the trainer's own, now at planning
     (edit("min_lr", "0.01"), "experiments.digits.min_lr: min_lr=0.01: must be <= lr=0.002"),
     (edit("warmup_epochs", "3"), "experiments.digits.warmup_epochs"),

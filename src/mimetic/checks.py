@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mimetic import yamlfile
 from mimetic.init import check_params
 from mimetic.recipe import TrainConfig
 
@@ -40,31 +39,13 @@ def yaml12_numbers(node: Any) -> Any:
     return node
 
 
-def _duplicate_keys(node: yaml.Node, path: str) -> None:
-    """Raise ConfigError at the first mapping of the YAML node tree that gives a key twice
-    (PyYAML keeps the last value silently: `lr: 0.001` then `lr: 0.5` trains at 0.5)."""
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key, line = str(key_node.value), key_node.start_mark.line + 1
-            where = f"{path}.{key}" if path else key
-            if key in seen:
-                raise ConfigError(f"{where}: given twice (lines {seen[key]} and {line} of "
-                                  f"{key_node.start_mark.name}); keep one")
-            seen[key] = line
-            _duplicate_keys(value_node, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _duplicate_keys(item, f"{path}[{i}]")
-
-
 def check_files(paths: Iterable[str | Path]) -> None:
     """Raise ConfigError if a config file gives a key twice in one mapping."""
     for path in paths:
-        with open(path) as f:
-            node = yaml.compose(f, Loader=yaml.SafeLoader)
-        if node is not None:
-            _duplicate_keys(node, "")
+        try:
+            yamlfile.load(path)
+        except yamlfile.DuplicateKey as e:
+            raise ConfigError(str(e)) from None
 
 
 def _recipe_key(message: str, recipe: dict[str, Any]) -> str | None:

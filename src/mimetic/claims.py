@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from mimetic import yamlfile
+
 # The schemas live with the workflow (Snakemake validates the config from there too); this
 # resolves in a source checkout or an editable install. Pass `schema=` otherwise.
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
@@ -59,27 +61,10 @@ class Reference:
     note: str | None = None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a claim id given twice is a mistake."""
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as e:
+        return yamlfile.load(path)
+    except (yaml.YAMLError, yamlfile.DuplicateKey) as e:
         raise SpecError(f"{path}: not valid YAML: {e}") from e
 
 

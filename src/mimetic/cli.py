@@ -193,6 +193,11 @@ def _plot_compare(args: argparse.Namespace) -> None:
 OUT_HELP = "figure file(s), each written in its suffix's format (e.g. fig.png fig.pdf)"
 
 
+def _add_records(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--summaries", nargs="+", required=True, help="summary.json of each run")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.csv of each run, in the same order")
+
+
 def _add_structure_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--products", required=True, help="output: the products (safetensors)")
     p.add_argument("--metrics", required=True, help="output: the structure metrics per layer and head (CSV)")
@@ -314,15 +319,13 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("check-records", help="check that every run record is complete and readable",
                        description="Read every summary.json and metrics.csv as `aggregate` does; a missing or "
                                    "malformed record stops it with the file named and what is wrong.")
-    k.add_argument("--summaries", nargs="+", required=True, help="summary.json of each run")
-    k.add_argument("--metrics", nargs="+", required=True, help="metrics.csv of each run, in the same order")
+    _add_records(k)
     k.set_defaults(func=_check_records)
 
     g = sub.add_parser("aggregate", help="run records -> runs, epochs and summary tables",
                        description="Collect finished runs (summary.json + metrics.csv each) into tables; a missing "
                                    "or malformed record stops it with the file named, and nothing is written.")
-    g.add_argument("--summaries", nargs="+", required=True, help="summary.json of each run")
-    g.add_argument("--metrics", nargs="+", required=True, help="metrics.csv of each run, in the same order")
+    _add_records(g)
     g.add_argument("--baseline", default="default", help="the arm gains are measured against")
     g.add_argument("--runs-csv", required=True, help="output: one row per run")
     g.add_argument("--epochs-csv", required=True, help="output: one row per run and epoch")
