@@ -34,7 +34,7 @@ except ImportError as e:
         "environment: pip install -e <this repository> (or conda env create -f environment.yml)"
     )
 
-from mimetic import claims, compare, plots, tables
+from mimetic import claims, compare, plots, recipe, tables
 
 # The claims and published numbers: the config's files, or the workflow's own.
 CLAIMS = config.get("claims") or os.path.relpath(
@@ -92,13 +92,7 @@ PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
 # Recipe keys that say how a run executes, not what it computes (mimetic.recipe.TrainConfig
 # .EXECUTION, and `gpus`): they reach `mimetic train` outside its tracked recipe, so changing
 # them never re-runs a finished run.
-TRAIN_OPTIONS = (
-    "data_root",
-    "eval_batch_size",
-    "accum_steps",
-    "compile",
-    "checkpoint_every",
-)
+TRAIN_OPTIONS = recipe.TrainConfig.EXECUTION
 EXECUTION = (*TRAIN_OPTIONS, "gpus")
 
 # What `aggregate` writes from the run records, and what the result tables and figures read.
