@@ -3,9 +3,9 @@
 Not a test. Run from the repository root:
     PYTHONPATH=src python benchmarks/augment_throughput.py [--device cuda] [--threads 1]
 
-1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as train.Batches uses it:
+1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as inputs.MemoryInputs uses it:
    crop+flip, RandAugment rand-m9-mstd0.5-inc1, normalise+mixup, normalise+cutmix, and the
-   whole Batches pipeline (crop 4, flip, RandAugment, mixup/cutmix).
+   whole MemoryInputs pipeline (crop 4, flip, RandAugment, mixup/cutmix).
 2. ImageNet path (mimetic.data.imagenet): decode one JPEG + timm's training transform, in this
    one process, i.e. the throughput of one DataLoader worker. The JPEGs are 500x375 (ImageNet's
    typical size) of smooth synthetic content, written to a temporary folder.
@@ -31,7 +31,7 @@ from mimetic.data import load_dataset
 from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
 from mimetic.data.imagenet import transform
 from mimetic.recipe import TrainConfig
-from mimetic.train import Batches
+from mimetic.inputs import MemoryInputs
 from torchvision.datasets.folder import default_loader
 
 
@@ -74,8 +74,8 @@ def device_path(device: torch.device, batch: int, repeats: int) -> dict[str, flo
     data = load_dataset("synthetic")  # 2048 CIFAR-shaped images: 4 batches of 512
     cfg = TrainConfig(dataset="synthetic", model="vit_tiny_patch2_32", batch_size=batch, crop_padding=4,
                       randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0).validate()
-    batches = Batches(data, cfg, device)
-    results["Batches: crop+flip+RandAugment+mixup/cutmix"] = rate(
+    batches = MemoryInputs(cfg, device, data=data)
+    results["MemoryInputs: crop+flip+RandAugment+mixup/cutmix"] = rate(
         lambda: [b for b in batches.epoch(0)], batches.steps * batches.batch_size, device, repeats)
     return results
 

@@ -11,7 +11,8 @@ from PIL import Image
 
 from mimetic.data import load_dataset
 from mimetic.data.augment import _OPS, RandAugment, _op, mix, random_crop, random_flip
-from mimetic.train import Batches, TrainConfig
+from mimetic.inputs import MemoryInputs
+from mimetic.recipe import TrainConfig
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -124,10 +125,10 @@ def _cfg(**kw) -> TrainConfig:
 def test_batches_deterministic_per_seed_with_every_augmentation():
     data = load_dataset("synthetic")
     cfg = _cfg(randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0, label_smoothing=0.1)
-    first = [b for _, b in zip(range(2), Batches(data, cfg, torch.device("cpu")).epoch(3))]
-    again = [b for _, b in zip(range(2), Batches(data, cfg, torch.device("cpu")).epoch(3))]
-    other = [b for _, b in zip(range(2), Batches(data, _cfg(randaugment="rand-m9-mstd0.5-inc1", mixup=0.8,
-                                                            cutmix=1.0, seed=1), torch.device("cpu")).epoch(3))]
+    first = [b for _, b in zip(range(2), MemoryInputs(cfg, torch.device("cpu"), data=data).epoch(3))]
+    again = [b for _, b in zip(range(2), MemoryInputs(cfg, torch.device("cpu"), data=data).epoch(3))]
+    other_cfg = _cfg(randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0, seed=1)
+    other = [b for _, b in zip(range(2), MemoryInputs(other_cfg, torch.device("cpu"), data=data).epoch(3))]
     for (x, t), (x2, t2), (x3, _) in zip(first, again, other):
         assert x.dtype == torch.float32 and x.shape == (64, 3, 32, 32)
         assert t.shape == (64, 10) and torch.allclose(t.sum(1), torch.ones(64))
@@ -140,9 +141,9 @@ def test_batches_deterministic_per_seed_with_every_augmentation():
 
 def test_flip_follows_the_dataset():
     cpu = torch.device("cpu")
-    assert not Batches(load_dataset("digits"), TrainConfig(dataset="digits", model="vit_digits"), cpu).flip
-    assert Batches(load_dataset("synthetic"), _cfg(), cpu).flip
-    assert not Batches(load_dataset("synthetic"), _cfg(flip="no"), cpu).flip
+    assert not MemoryInputs(TrainConfig(dataset="digits", model="vit_digits"), cpu, data=load_dataset("digits")).flip
+    assert MemoryInputs(_cfg(), cpu, data=load_dataset("synthetic")).flip
+    assert not MemoryInputs(_cfg(flip="no"), cpu, data=load_dataset("synthetic")).flip
 
 
 def test_config_rejects_bad_augmentation_options():

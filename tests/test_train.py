@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from mimetic import cli
 from mimetic.data import load_dataset
 from mimetic.recipe import TrainConfig, build_model
-from mimetic.train import Batches, evaluate, train
+from mimetic.inputs import MemoryInputs
+from mimetic.train import evaluate, train
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "wall_time"]
 
@@ -55,8 +56,7 @@ def test_saved_weights_reproduce_the_final_accuracy(finished):
     data = load_dataset("digits")
     model = build_model(cfg, num_classes=data.num_classes, in_chans=data.channels)
     model.load_state_dict(load_file(out / "final.safetensors"))
-    batches = Batches(data, cfg, torch.device("cpu"))
-    _, acc = evaluate(model, data.test_x, data.test_y, batches.normalize, 512, amp=False)
+    _, acc = evaluate(model, MemoryInputs(cfg, torch.device("cpu"), data=data).test(), amp=False)
     assert acc == pytest.approx(summary["final_test_acc"])
 
 

@@ -282,7 +282,7 @@ def parser() -> argparse.ArgumentParser:
             if f.type in ("bool", bool):
                 x.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
             else:
-                kind = {"int": int, "float": float}.get(str(f.type), str)
+                kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
                 x.add_argument(flag, type=kind, default=None, help=f.metadata["help"])
     x.add_argument("--gpus", type=int, default=None,
                    help="GPUs this run takes (0: the CPU); default: 1 if a GPU is visible, else 0. Each is "

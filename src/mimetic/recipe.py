@@ -17,12 +17,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mimetic.data import DATASETS
-from mimetic.data.core import BUILTIN, SHAPES
+from mimetic.data.core import BUILTIN, SHAPES, STREAMED
 from mimetic.data.augment import RandAugment
 from mimetic.init import apply_init, check_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS, create_model
 
 FLIPS = ("auto", "yes", "no")
+INTERPOLATIONS = ("bilinear", "bicubic")
+DECODES = ("auto", "cpu", "device")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -54,42 +56,61 @@ class TrainConfig:
     clip_grad: float = _opt(3.0, "gradient norm clipping; 0 disables it")
     label_smoothing: float = _opt(0.0, "label smoothing")
     drop_path: float = _opt(0.0, "stochastic depth rate")
-    crop_padding: int = _opt(0, "random crop after zero padding by this many pixels; 0 disables it")
+    crop_padding: int = _opt(0, "random crop after zero padding by this many pixels; 0 disables it (in-memory "
+                                "datasets; ImageNet always takes a random-resized crop, scale 0.08-1)")
     flip: str = _opt("auto", f"{FLIPS}: horizontal flips; auto = only where the dataset allows")
     randaugment: str = _opt("", "RandAugment in timm's syntax, e.g. rand-m9-mstd0.5-inc1 (on the device); "
                                 "empty disables it")
     mixup: float = _opt(0.0, "mixup Beta(alpha, alpha) parameter; 0 disables it")
     cutmix: float = _opt(0.0, "cutmix Beta(alpha, alpha) parameter; 0 disables it (with mixup too: "
                               "one of the two per batch)")
+    random_erasing: float = _opt(0.0, "probability of erasing one random box per image with normal noise (timm's "
+                                      "RandomErasing, mode 'pixel'); 0 disables it")
+    interpolation: str = _opt("bilinear", f"{INTERPOLATIONS}: ImageNet's crop resampling (ResNet: bilinear, "
+                                          "DeiT: bicubic)")
+    eval_crop: float = _opt(0.875, "ImageNet evaluation: resize to size / eval_crop, then centre-crop size "
+                                   "(224 px: 256 -> 224)")
+    decode: str = _opt("auto", f"{DECODES}: where ImageNet JPEGs are decoded: PIL in CPU workers, or nvJPEG on the "
+                               "training device; auto = the device when it is a GPU")
     eval_batch_size: int = _opt(1024, "evaluation batch size")
     amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
     accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimizer step (same global batch)")
     compile: bool = _opt(False, "torch.compile the model (CUDA only)")
     checkpoint_every: int = _opt(1, "epochs between checkpoints (the last epoch is always checkpointed)")
+    checkpoint_steps: int = _opt(0, "also checkpoint every N optimizer steps within an epoch (streamed datasets, "
+                                    "whose epochs are long); 0: epoch ends only")
+    workers: int | None = _opt(None, "DataLoader workers of a streamed dataset; null: the CPUs of this process "
+                                     "shared by the node's ranks, less one")
 
     # Fields that do not change what a run computes: a checkpoint made under other
     # values of these is still this run's.
-    EXECUTION = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every")
+    EXECUTION = ("data_root", "eval_batch_size", "accum_steps", "compile", "checkpoint_every", "checkpoint_steps",
+                 "workers")
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field; fill the arm's default parameters."""
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset={self.dataset!r}: unknown; choose one of {sorted(DATASETS)}")
+        if self.dataset not in DATASETS and self.dataset not in STREAMED:
+            raise ValueError(f"dataset={self.dataset!r}: unknown; choose one of {sorted([*DATASETS, *STREAMED])}")
         if self.model not in MODELS:
             raise ValueError(f"model={self.model!r}: unknown; choose one of {sorted(MODELS)}")
-        for name, choices in (("pool", POOLS), ("pos_embed", POS_EMBEDS), ("flip", FLIPS)):
+        for name, choices in (("pool", POOLS), ("pos_embed", POS_EMBEDS), ("flip", FLIPS),
+                              ("interpolation", INTERPOLATIONS), ("decode", DECODES)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {choices}")
         for name in ("epochs", "batch_size", "eval_batch_size", "accum_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
         for name in ("min_lr", "weight_decay", "clip_grad", "crop_padding", "warmup_epochs", "seed", "mixup",
-                     "cutmix"):
+                     "cutmix", "checkpoint_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
         if not self.lr > 0 or not self.opt_eps > 0:
             raise ValueError(f"lr={self.lr}, opt_eps={self.opt_eps}: both must be > 0")
-        for name in ("label_smoothing", "drop_path"):
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers={self.workers}: must be >= 0 (0: load in the training process)")
+        if not 0 < self.eval_crop <= 1:
+            raise ValueError(f"eval_crop={self.eval_crop}: must be in (0, 1]")
+        for name in ("label_smoothing", "drop_path", "random_erasing"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
@@ -99,6 +120,7 @@ class TrainConfig:
         if self.data_root is not None and self.dataset in BUILTIN:
             raise ValueError(f"data_root={self.data_root!r}: dataset={self.dataset!r} is built in and reads no folder; "
                              "remove data_root")
+        self._check_input_keys()
         shape = SHAPES.get(self.dataset)
         if shape and MODELS[self.model]["img_size"] != shape.image_size:
             raise ValueError(f"model={self.model!r} takes {MODELS[self.model]['img_size']}px images but "
@@ -112,6 +134,20 @@ class TrainConfig:
             RandAugment.parse(self.randaugment)
         self.init_params = check_params(self.init, self.init_params)
         return self
+
+    def _check_input_keys(self) -> None:
+        """Keys that only one kind of input source reads must not be set for the other."""
+        defaults = TrainConfig(dataset=self.dataset, model=self.model)
+        if self.dataset in STREAMED:
+            unused = ["crop_padding"]
+            why = "it is streamed with a random-resized crop"
+        else:
+            unused = ["interpolation", "eval_crop", "decode", "checkpoint_steps", "workers"]
+            why = "it is held in memory (these keys are for streamed datasets: imagenet)"
+        for name in unused:
+            if getattr(self, name) != getattr(defaults, name):
+                raise ValueError(f"{name}={getattr(self, name)!r} does not apply to dataset={self.dataset!r}: {why}; "
+                                 "remove it")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

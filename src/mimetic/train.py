@@ -3,18 +3,21 @@
 A run folder holds metrics.csv (a row per epoch), final.safetensors and summary.json,
 written in that order, each atomically, so summary.json marks a finished run. A checkpoint
 (kept elsewhere, outside the workflow's declared outputs) lets a killed run resume from its
-last finished epoch with the same result it would have had uninterrupted.
+last finished epoch, or step (cfg.checkpoint_steps, for ImageNet's long epochs), with the same
+result it would have had uninterrupted.
+
+The public pieces (build_optimizer, build_scheduler, train_step, evaluate) are what
+`mimetic bench` times, so the benchmark measures the step a run takes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -24,9 +27,8 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 
 from mimetic import io
-from mimetic.data import ImageData, load_dataset
-from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
-from mimetic.models import MODELS
+from mimetic.distributed import Dist, setup_distributed
+from mimetic.inputs import StreamInputs, make_inputs
 from mimetic.provenance import environment
 from mimetic.recipe import TrainConfig, build_model
 
@@ -37,108 +39,59 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a data-parallel run (world 1 without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def shard(self, n: int) -> slice:
-        """This rank's contiguous share of n items (the first n % world ranks get one more)."""
-        per, extra = divmod(n, self.world)
-        start = self.rank * per + min(self.rank, extra)
-        return slice(start, start + per + (self.rank < extra))
-
-    def sum(self, t: Tensor) -> Tensor:
-        if self.world > 1:
-            torch.distributed.all_reduce(t)
-        return t
-
-
-def setup_distributed(device: str) -> tuple[Dist, torch.device]:
-    """Join the process group torchrun set up (if any) and pick this rank's device."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.device_count() > 0 else "cpu"
-    cuda = device.startswith("cuda")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist(), torch.device(device)
-    local = int(os.environ["LOCAL_RANK"])
-    if cuda:
-        torch.cuda.set_device(local)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if cuda else "gloo")
-    return Dist(torch.distributed.get_rank(), world), torch.device(f"cuda:{local}" if cuda else "cpu")
-
-
-class Batches:
-    """The training set on the device, served in shuffled, augmented, normalized batches:
-    crop, flip, RandAugment on uint8, then normalisation, then mixup/cutmix. Targets are class
-    indices, or soft targets (N, classes) under mixup/cutmix.
-
-    Every rank draws the same global batch with the same generator and keeps its shard, so
-    a data-parallel run sees exactly the inputs of a single-process run.
-    """
-
-    def __init__(self, data: ImageData, cfg: TrainConfig, device: torch.device, dist: Dist = Dist()):
-        self.x, self.y = data.train_x.to(device), data.train_y.to(device)
-        mean, std = data.stats()
-        self.mean, self.std = mean.to(device)[:, None, None], std.to(device)[:, None, None]
-        self.cfg, self.dist = cfg, dist
-        self.flip = cfg.flip == "yes" or (cfg.flip == "auto" and data.flip)
-        self.batch_size = min(cfg.batch_size, len(self.x))
-        self.steps = len(self.x) // self.batch_size  # the last partial batch is dropped
-        self.randaugment = RandAugment.parse(cfg.randaugment) if cfg.randaugment else None
-        self.fill = (mean * 255).round()  # RandAugment's fill colour, as timm: the dataset mean
-        self.num_classes = data.num_classes
-
-    def normalize(self, x: Tensor) -> Tensor:
-        return (x.float() / 255 - self.mean) / self.std
-
-    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """(x, y) of this rank's share of each global batch of `epoch`."""
-        # One generator per (seed, epoch): resuming at an epoch needs no saved data RNG.
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.x), generator=gen).to(self.x.device)
-        for step in range(self.steps):
-            idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
-            x = random_crop(self.x[idx], self.cfg.crop_padding, gen)
-            if self.flip:
-                x = random_flip(x, gen)
-            if self.randaugment:
-                x = self.randaugment(x, gen, self.fill)
-            x, y = self.normalize(x), self.y[idx]
-            if self.cfg.mixup > 0 or self.cfg.cutmix > 0:
-                x, y = mix(x, y, self.num_classes, self.cfg.mixup, self.cfg.cutmix, gen)
-            mine = self.dist.shard(len(idx))
-            yield x[mine], y[mine]
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, normalize: Callable[[Tensor], Tensor], batch_size: int,
-             amp: bool, dist: Dist = Dist()) -> tuple[float, float]:
-    """Mean loss and accuracy (%) over (x, y); in a data-parallel run each rank takes a shard."""
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], amp: bool, dist: Dist = Dist()
+             ) -> tuple[float, float]:
+    """Mean loss and accuracy (%) over this rank's normalized test batches, summed over ranks."""
     model.eval()
-    mine = dist.shard(len(x))
-    x, y = x[mine], y[mine]
-    loss, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
-    for i in range(0, len(x), batch_size):
-        xb, yb = normalize(x[i : i + batch_size]), y[i : i + batch_size]
-        with _autocast(x.device, amp):
+    totals = torch.zeros(3, device=next(model.parameters()).device)  # loss sum, correct, count
+    for xb, yb in batches:
+        with _autocast(xb.device, amp):
             logits = model(xb)
-        loss += F.cross_entropy(logits.float(), yb, reduction="sum")
-        correct += (logits.argmax(-1) == yb).sum()
-    totals = dist.sum(torch.stack([loss, correct.float(), torch.tensor(float(len(x)), device=x.device)]))
+        totals += torch.stack([F.cross_entropy(logits.float(), yb, reduction="sum"),
+                               (logits.argmax(-1) == yb).sum().float(), torch.tensor(float(len(yb)), device=xb.device)])
+    totals = dist.sum(totals)
     return (totals[0] / totals[2]).item(), (100 * totals[1] / totals[2]).item()
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+def build_optimizer(cfg: TrainConfig, net: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """timm's AdamW (no decay on norms, biases, embeddings); fused, one kernel for the whole
+    update, on CUDA (the CPU keeps the reference implementation)."""
+    return create_optimizer_v2(net, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
+                               **({"fused": True} if device.type == "cuda" else {}))
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int) -> CosineLRScheduler:
+    """Linear warm-up from min_lr, then cosine decay to min_lr, stepped per update (`steps` per epoch)."""
+    return CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr,
+                             warmup_t=cfg.warmup_epochs * steps, warmup_lr_init=cfg.min_lr, warmup_prefix=True,
+                             t_in_epochs=False)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, cfg: TrainConfig
+               ) -> tuple[Tensor, Tensor]:
+    """One optimizer update on this rank's share (x, y) of a global batch, in cfg.accum_steps
+    micro-batches. Returns the mean loss and the correct count, on the device (no host sync)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    for i, (xm, ym) in enumerate(zip(x.chunk(cfg.accum_steps), y.chunk(cfg.accum_steps))):
+        # DDP all-reduces gradients on the last micro-batch only.
+        sync = i == cfg.accum_steps - 1 or not isinstance(model, nn.parallel.DistributedDataParallel)
+        with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(x.device, cfg.amp):
+            logits = model(xm)
+        # Soft targets (mixup/cutmix) work as they are; label smoothing applies to both.
+        loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
+        (loss * len(ym) / len(y)).backward()
+        loss_sum += loss.detach() * len(ym)
+        correct += (logits.argmax(-1) == (ym.argmax(-1) if ym.ndim == 2 else ym)).sum()
+    if cfg.clip_grad > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+    optimizer.step()
+    return loss_sum / len(y), correct
 
 
 def _rng_state(device: torch.device) -> dict[str, Tensor]:
@@ -156,36 +109,6 @@ def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if k not in TrainConfig.EXECUTION and a.get(k) != b.get(k))
-
-
-def _train_epoch(model: nn.Module, batches: Batches, epoch: int, optimizer: torch.optim.Optimizer,
-                 scheduler: CosineLRScheduler, cfg: TrainConfig) -> tuple[Tensor, Tensor, Tensor]:
-    """One epoch of updates. Returns this rank's per-step losses, loss sum and correct count.
-
-    Losses stay on the device (no host sync per step); the caller checks them once per epoch.
-    """
-    dev = batches.x.device
-    losses = torch.zeros(batches.steps, device=dev)
-    loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
-    model.train()
-    for step, (x, y) in enumerate(batches.epoch(epoch)):
-        optimizer.zero_grad(set_to_none=True)
-        for i, (xm, ym) in enumerate(zip(x.chunk(cfg.accum_steps), y.chunk(cfg.accum_steps))):
-            # DDP all-reduces gradients on the last micro-batch only.
-            sync = i == cfg.accum_steps - 1 or not isinstance(model, nn.parallel.DistributedDataParallel)
-            with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(dev, cfg.amp):
-                logits = model(xm)
-            # Soft targets (mixup/cutmix) work as they are; label smoothing applies to both.
-            loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
-            (loss * len(ym) / len(y)).backward()
-            losses[step] += loss.detach() * len(ym) / len(y)
-            loss_sum += loss.detach() * len(ym)
-            correct += (logits.argmax(-1) == (ym.argmax(-1) if ym.ndim == 2 else ym)).sum()
-        if cfg.clip_grad > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        optimizer.step()
-        scheduler.step_update(num_updates=epoch * batches.steps + step + 1)
-    return losses, loss_sum, correct
 
 
 def _check_finite(losses: Tensor, epoch: int, dist: Dist) -> None:
@@ -232,30 +155,23 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
     ckpt = Path(checkpoint) if checkpoint else None
     if dist.main:
         _remove_stale_temporaries(out_dir, ckpt)
-    data = load_dataset(cfg.dataset, cfg.data_root)
-    if MODELS[cfg.model]["img_size"] != data.image_size:
-        raise ValueError(f"model={cfg.model!r} takes {MODELS[cfg.model]['img_size']}px images but "
-                         f"dataset={cfg.dataset!r} has {data.image_size}px; pick a matching model")
+    inputs = make_inputs(cfg, dev, dist)
     # the plain module: weights, checkpoints, evaluation
-    net = build_model(cfg, num_classes=data.num_classes, in_chans=data.channels).to(dev)
+    net = build_model(cfg, num_classes=inputs.num_classes, in_chans=inputs.channels).to(dev)
     model = net
     if dist.world > 1:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
     if cfg.compile and dev.type == "cuda":
         model = torch.compile(model)
-    batches = Batches(data, cfg, dev, dist)
-    test_x, test_y = data.test_x.to(dev), data.test_y.to(dev)
+    optimizer = build_optimizer(cfg, net, dev)
+    steps = inputs.steps
+    scheduler = build_scheduler(cfg, optimizer, steps)
 
-    # fused AdamW: one kernel for the whole update on CUDA (the CPU keeps the reference path).
-    optimizer = create_optimizer_v2(net, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
-                                    **({"fused": True} if dev.type == "cuda" else {}))
-    steps = batches.steps
-    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps, lr_min=cfg.min_lr,
-                                  warmup_t=cfg.warmup_epochs * steps, warmup_lr_init=cfg.min_lr,
-                                  warmup_prefix=True, t_in_epochs=False)
-
+    # Where training stands: (epoch, step) to start from, the finished epochs' rows, and the
+    # unfinished epoch's running totals (mid-epoch checkpoints, cfg.checkpoint_steps).
     rows: list[dict[str, Any]] = []
-    start_epoch, elapsed = 0, 0.0
+    start_epoch, start_step, elapsed = 0, 0, 0.0
+    partial: dict[str, Any] = {}
     if ckpt and ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         diff = _config_diff(state["config"], cfg.to_dict())
@@ -266,33 +182,59 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             _set_rng_state(state["rng"], dev)
-            rows, start_epoch, elapsed = state["rows"], state["epoch"] + 1, state["elapsed"]
-            log(f"resumed from {ckpt} after epoch {state['epoch'] + 1}")
+            rows, elapsed = state["rows"], state["elapsed"]
+            if "step" not in state:  # written before mid-epoch checkpoints: "epoch" was the last one finished
+                state.update(epoch=state["epoch"] + 1, step=0, partial={})
+            start_epoch, start_step, partial = state["epoch"], state["step"], state["partial"]
+            where = f"after epoch {start_epoch}" if not start_step else f"at epoch {start_epoch + 1} step {start_step}"
+            log(f"resumed from {ckpt} {where}")
 
-    seen = steps * batches.batch_size  # images per epoch, all ranks together
-    session_start = time.perf_counter()  # this process only: a resumed run's ETA uses its own pace
+    def save(epoch: int, step: int, partial: dict[str, Any]) -> None:
+        """A checkpoint to resume from at (epoch, step), both counted from 0."""
+        if ckpt and dist.main:
+            io.torch_save(ckpt, {"config": cfg.to_dict(), "epoch": epoch, "step": step, "partial": partial,
+                                 "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(), "rng": _rng_state(dev), "rows": rows,
+                                 "elapsed": elapsed})
+
+    seen = steps * inputs.batch_size  # images per epoch, all ranks together
+    session_start, session_epochs = time.perf_counter(), 0.0  # this process only: the ETA uses its own pace
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        losses, loss_sum, correct = _train_epoch(model, batches, epoch, optimizer, scheduler, cfg)
+        first = start_step if epoch == start_epoch else 0
+        if first:
+            losses, loss_sum, correct = (partial[k].to(dev) for k in ("losses", "loss_sum", "correct"))
+            lr, train_time = partial["lr"], partial["train_time"]
+        else:
+            losses = torch.zeros(steps, device=dev)
+            loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
+            lr, train_time = optimizer.param_groups[0]["lr"], 0.0
+        model.train()
+        for step, (x, y) in enumerate(inputs.epoch(epoch, first), start=first):
+            loss, right = train_step(model, optimizer, x, y, cfg)
+            losses[step], loss_sum, correct = loss, loss_sum + loss * len(y), correct + right
+            scheduler.step_update(num_updates=epoch * steps + step + 1)
+            if cfg.checkpoint_steps and (step + 1) % cfg.checkpoint_steps == 0 and step + 1 < steps:
+                now = time.perf_counter()
+                elapsed, train_time, t0 = elapsed + now - t0, train_time + now - t0, now
+                save(epoch, step + 1, {"losses": losses.cpu(), "loss_sum": loss_sum.cpu(), "correct": correct.cpu(),
+                                       "lr": lr, "train_time": train_time})
         _check_finite(losses, epoch, dist)
         totals = dist.sum(torch.stack([loss_sum, correct.float()]))
         train_loss, train_acc = totals[0].item() / seen, 100 * totals[1].item() / seen
-        train_time = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(net, test_x, test_y, batches.normalize, cfg.eval_batch_size, cfg.amp, dist)
+        train_time += time.perf_counter() - t0
+        test_loss, test_acc = evaluate(net, inputs.test(), cfg.amp, dist)
         elapsed += time.perf_counter() - t0
         rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                      "test_loss": test_loss, "test_acc": test_acc, "images_per_s": seen / train_time,
                      "wall_time": elapsed})
-        pace = (time.perf_counter() - session_start) / (epoch + 1 - start_epoch)
+        session_epochs += 1 - first / steps
+        pace = (time.perf_counter() - session_start) / session_epochs
         log(f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train loss {train_loss:.4f} acc {train_acc:.2f} | "
             f"test loss {test_loss:.4f} acc {test_acc:.2f} | {seen / train_time:.0f} img/s | "
             f"elapsed {_clock(elapsed)} eta {_clock(pace * (cfg.epochs - epoch - 1))}")
-        last = epoch + 1 == cfg.epochs
-        if ckpt and dist.main and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
-            io.torch_save(ckpt, {"config": cfg.to_dict(), "epoch": epoch, "model": net.state_dict(),
-                                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                 "rng": _rng_state(dev), "rows": rows, "elapsed": elapsed})
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            save(epoch + 1, 0, {})
 
     metrics = pd.DataFrame(rows)
     best = metrics.loc[metrics["test_acc"].idxmax()]
@@ -303,7 +245,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
         # The run's identity: what aggregation groups and pairs by.
         "experiment": experiment or cfg.dataset, "arm": arm or cfg.init, "seed": cfg.seed, "init": cfg.init,
         "init_params": cfg.init_params, "config": cfg.to_dict(), "device": _device_name(dev), "device_type": dev.type,
-        "processes": dist.world, "parameters": sum(p.numel() for p in net.parameters()),
+        "processes": dist.world, "decode": inputs.decode if isinstance(inputs, StreamInputs) else None,
+        "parameters": sum(p.numel() for p in net.parameters()),
         "environment": environment(),
     }
     if dist.main:

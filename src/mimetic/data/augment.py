@@ -228,6 +228,35 @@ class RandAugment:
         return x
 
 
+# --- random erasing --------------------------------------------------------------------------
+
+def random_erasing(x: Tensor, prob: float, gen: torch.Generator, *, min_area: float = 0.02,
+                   max_area: float = 1 / 3, min_aspect: float = 0.3, attempts: int = 10) -> Tensor:
+    """timm's RandomErasing in mode "pixel" (count 1) on a normalized batch: with probability
+    `prob`, one box per image, area and aspect ratio drawn as timm does (up to `attempts` tries
+    for a box that fits), filled with standard normal noise."""
+    n, _, h, w = x.shape
+    area = h * w * (min_area + (max_area - min_area) * torch.rand((n, attempts), generator=gen))
+    log_aspect = torch.rand((n, attempts), generator=gen) * 2 * np.log(1 / min_aspect) + np.log(min_aspect)
+    bh = (area * log_aspect.exp()).sqrt().round().long()
+    bw = (area / log_aspect.exp()).sqrt().round().long()
+    fits = (bh < h) & (bw < w)
+    first = fits.float().argmax(1)  # the first box that fits (rows without one are skipped below)
+    bh, bw = bh.gather(1, first[:, None])[:, 0], bw.gather(1, first[:, None])[:, 0]
+    top = (torch.rand(n, generator=gen) * (h - bh + 1)).long()
+    left = (torch.rand(n, generator=gen) * (w - bw + 1)).long()
+    erase = (torch.rand(n, generator=gen) < prob) & fits.any(1)
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside = ((rows >= top[:, None]) & (rows < (top + bh)[:, None]))[:, :, None] & \
+             ((cols >= left[:, None]) & (cols < (left + bw)[:, None]))[:, None, :]
+    mask = (inside & erase[:, None, None])[:, None].to(x.device)
+    # The noise is drawn on the batch's device (a CPU draw of an ImageNet batch would take
+    # longer than the step), from a generator seeded by ours.
+    noise_gen = torch.Generator(device=x.device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+    noise = torch.randn(x.shape, generator=noise_gen, device=x.device, dtype=x.dtype)
+    return torch.where(mask, noise, x)
+
+
 # --- mixup / cutmix --------------------------------------------------------------------------
 
 def _beta(alpha: float, gen: torch.Generator) -> float:

@@ -90,6 +90,9 @@ SHAPES = {
     "tiny_imagenet": Shape(64, 100_000),
 }
 BUILTIN = ("digits", "synthetic")  # made in memory: no data stage, no `data_root`
+# Read from disk while training (mimetic.inputs.StreamInputs), not held in memory; `data_root`
+# is the folder of the data stage's index (default resources/data/<name>).
+STREAMED = ("imagenet",)
 
 Loader = Callable[[Path | None], ImageData]
 DATASETS: dict[str, Loader] = {}
@@ -107,7 +110,7 @@ def load_dataset(name: str, root: str | Path | None = None) -> ImageData:
     """Load dataset `name` from `root`: its prepared folder (default resources/data/<name>);
     unused by the built-in datasets (digits, synthetic)."""
     if name not in DATASETS:
-        hint = "; imagenet is read from its folder by mimetic.data.imagenet" if name == "imagenet" else ""
+        hint = f"; {name} is streamed from its folder (mimetic.inputs.StreamInputs)" if name in STREAMED else ""
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}{hint}")
     return DATASETS[name](Path(root) if root is not None else None)
 

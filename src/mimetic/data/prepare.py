@@ -4,7 +4,7 @@ Where the upstream files are looked for, when they are downloaded, and what happ
 that fails its check is decided in `mimetic.data.fetch` (docs/datasets.md explains it).
 
 Each split is one uncompressed .npz with `x` (uint8, N x C x H x W) and `y` (int64): loading
-it is a single read, and the whole set then goes to the training device (see train.Batches).
+it is a single read, and the whole set then goes to the training device (see inputs.MemoryInputs).
 meta.json is written last, so its presence marks a complete folder.
 """
 
