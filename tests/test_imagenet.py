@@ -1,73 +1,251 @@
-"""ImageNet path: index a tiny ImageFolder of real JPEGs, load it through timm's transforms."""
+"""ImageNet: index a small ImageFolder of real JPEGs, stream it into training, fairly and resumably."""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
-from PIL import Image
+import yaml
+from safetensors.torch import load_file
 
-from mimetic.data import DatasetUnavailable
-from mimetic.data.imagenet import index, loader, transform
+import mimetic.train
+from mimetic.data import DatasetError, DatasetUnavailable
+from mimetic.data.imagenet import EpochSampler, index
+from mimetic.inputs import StreamInputs
+from mimetic.recipe import TrainConfig, build_model
+from mimetic.train import train
 
-WNIDS = ["n01440764", "n01443537", "n01484850"]
-COLORS = [(220, 20, 20), (20, 220, 20), (20, 20, 220)]
+from imagenet_data import CORRUPT, WNIDS, imagenet_folder
 
-
-def image_folder(root: Path, train: int = 4, val: int = 2) -> Path:
-    """train/<wnid>/*.JPEG and val/<wnid>/*.JPEG: solid colours per class, ImageNet-like aspect ratios."""
-    for split, n in (("train", train), ("val", val)):
-        for wnid, color in zip(WNIDS, COLORS):
-            (root / split / wnid).mkdir(parents=True)
-            for k in range(n):
-                size = (50 + 10 * k, 40 + 5 * k)
-                Image.new("RGB", size, color).save(root / split / wnid / f"{wnid}_{k}.JPEG", quality=95)
-    (root / "train" / WNIDS[0] / "notes.txt").write_text("not an image")  # skipped by extension
-    return root
+EXACT = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]  # not timings
+CPU = torch.device("cpu")
 
 
-def test_index_subset_and_labels(tmp_path):
-    root = image_folder(tmp_path / "imagenet")
-    meta = index(root, tmp_path / "index", image_size=32, train_per_class=3)
-    assert meta["classes"] == WNIDS and meta["train"] == 9 and meta["val"] == 6 and meta["image_size"] == 32
-    with open(tmp_path / "index/train.csv", newline="") as f:
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return imagenet_folder(tmp_path_factory.mktemp("imagenet"))
+
+
+@pytest.fixture(scope="module")
+def indexed(folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("index")
+    index(folder, out, workers=2, log=lambda s: None)
+    return out
+
+
+def recipe(indexed: Path, **kw) -> TrainConfig:
+    base = dict(dataset="imagenet", model="vit_tiny_patch4_32", data_root=str(indexed), batch_size=8, epochs=2,
+                warmup_epochs=1, lr=1e-3, workers=0)
+    return TrainConfig(**{**base, **kw}).validate()
+
+
+def batches(cfg: TrainConfig, n: int, epoch: int = 0, start: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [b for _, b in zip(range(n), StreamInputs(cfg, CPU).epoch(epoch, start))]
+
+
+def test_index_leaves_out_the_unreadable_file_by_name(folder, tmp_path):
+    lines = []
+    meta = index(folder, tmp_path, workers=2, log=lines.append)
+    bad = str((folder / CORRUPT).resolve())
+    assert list(meta["unreadable"]) == [bad] and "truncated" in meta["unreadable"][bad]
+    assert lines == [f"imagenet: left out {bad}: {meta['unreadable'][bad]}"]
+    with open(tmp_path / "train.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["label"]) for r in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert all(Path(r["path"]).parent.name == WNIDS[int(r["label"])] for r in rows)
-    assert [Path(r["path"]).name for r in rows[:3]] == [f"{WNIDS[0]}_{k}.JPEG" for k in range(3)]  # first N, sorted
+    assert len(rows) == meta["train"] == 3 * 8 + 3 and bad not in {r["path"] for r in rows}
+    # greyscale, CMYK and a PNG named .JPEG are readable images and stay in
+    assert {Path(r["path"]).stem.split("_")[1] for r in rows if r["label"] == "0"} >= {"grey", "cmyk", "png"}
+    assert meta["val"] == 9 and meta["classes"] == WNIDS
 
 
-@pytest.mark.parametrize("style", ["resnet", "deit"])
-def test_loader_batches(tmp_path, style):
-    index(image_folder(tmp_path / "imagenet"), tmp_path / "index", image_size=32)
-    train = loader("train", style=style, batch_size=4, workers=1, index_dir=tmp_path / "index")
-    batches = list(train)
-    assert len(batches) == 3  # 12 images, the partial batch dropped
-    x, y = batches[0]
-    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
-    val = loader("val", style=style, batch_size=6, workers=0, index_dir=tmp_path / "index", image_size=24)
-    (x, y), = list(val)
-    assert x.shape == (6, 3, 24, 24) and y.tolist() == [0, 0, 1, 1, 2, 2]
-    # Evaluation is deterministic and keeps each class's colour: the dominant channel is the label.
-    assert x.mean(dim=(2, 3)).argmax(1).tolist() == y.tolist()
+def test_class_and_per_class_subsets(folder, tmp_path):
+    meta = index(folder, tmp_path / "a", classes=2, train_per_class=3, val_per_class=1, workers=1)
+    assert meta["classes"] == WNIDS[:2] and (meta["train"], meta["val"]) == (6, 2)
+    meta = index(folder, tmp_path / "b", classes=[WNIDS[2], WNIDS[0]], workers=1, log=lambda s: None)
+    assert meta["classes"] == [WNIDS[0], WNIDS[2]]  # labels in sorted wnid order
+    with open(tmp_path / "b" / "val.csv", newline="") as f:
+        assert [(Path(r["path"]).parent.name, r["label"]) for r in csv.DictReader(f)][::3] == [
+            (WNIDS[0], "0"), (WNIDS[2], "1")]
+    with pytest.raises(DatasetError, match="n09999999"):
+        index(folder, tmp_path / "c", classes=["n09999999", WNIDS[0]], workers=1)
 
 
-def test_resnet_style_is_crop_and_flip_only():
-    names = [type(t).__name__ for t in transform("resnet", "train", 224).transforms]
-    assert names[:2] == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip"]
-    assert "ColorJitter" not in names and "RandAugment" not in names and "RandomErasing" not in names
-    deit = [type(t).__name__ for t in transform("deit", "train", 224).transforms]
-    assert "RandAugment" in deit and "RandomErasing" in deit
-    evaluation = transform("resnet", "val", 224).transforms
-    assert evaluation[0].size == 256 and evaluation[1].size == (224, 224)  # resize 256, centre crop 224
+def test_every_image_comes_out_rgb_at_the_model_size(indexed):
+    x, y = next(iter(StreamInputs(recipe(indexed, batch_size=27), CPU).epoch(0)))
+    assert x.shape == (27, 3, 32, 32) and sorted(y.tolist()) == [0] * 11 + [1] * 8 + [2] * 8
+    test = list(StreamInputs(recipe(indexed, eval_batch_size=4), CPU).test())
+    assert [len(yb) for _, yb in test] == [4, 4, 1]
+    assert torch.cat([yb for _, yb in test]).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # centre crops keep each class's colour: the dominant channel is the label
+    x = torch.cat([xb for xb, _ in test])
+    assert x.mean(dim=(2, 3)).argmax(1).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
-def test_missing_folder_names_the_key(tmp_path):
-    with pytest.raises(DatasetUnavailable, match=r"data\.imagenet\.root"):
-        index(None, tmp_path / "index")
-    with pytest.raises(DatasetUnavailable, match=str(tmp_path / "nowhere" / "train")):
-        index(tmp_path / "nowhere", tmp_path / "index")
-    with pytest.raises(DatasetUnavailable, match="meta.json"):
-        loader("train", index_dir=tmp_path / "index")
+def test_two_arms_at_one_seed_receive_identical_batches(indexed):
+    """Images, labels and augmentation draws depend on (seed, epoch, step/image) only: not on the
+    arm, the model's RNG, or the number of loader workers."""
+    deit = dict(randaugment="rand-m9-mstd0.5-inc1", random_erasing=0.25, mixup=0.8, cutmix=1.0,
+                interpolation="bicubic", label_smoothing=0.1, drop_path=0.1)
+    default, mimetic_ = recipe(indexed, init="default", **deit), recipe(indexed, init="mimetic", workers=2, **deit)
+    first = batches(default, 3)
+    build_model(mimetic_, num_classes=3, in_chans=3)  # draws from the global RNG, as a run does
+    torch.rand(7)
+    second = batches(mimetic_, 3)
+    for (x, y), (x2, y2) in zip(first, second, strict=True):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+    other = batches(recipe(indexed, seed=1, **deit), 1)
+    assert not torch.equal(first[0][0], other[0][0])
+    later = batches(default, 1, epoch=1)
+    assert not torch.equal(first[0][0], later[0][0])
+
+
+def test_a_resumed_epoch_starts_at_the_same_step(indexed):
+    cfg = recipe(indexed, randaugment="rand-m9-mstd0.5-inc1", random_erasing=0.25, mixup=0.8)
+    whole = batches(cfg, 3)
+    tail = batches(cfg, 2, start=1)
+    for (x, y), (x2, y2) in zip(whole[1:], tail, strict=True):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_cpu_and_device_decoding_give_the_same_crops(indexed):
+    """The "device" path (torchvision decode + crop on the training device; here the CPU) takes the
+    crop boxes and flips of the "cpu" path (PIL in the workers): pixels within a grey level."""
+    for interpolation in ("bilinear", "bicubic"):
+        cpu = StreamInputs(recipe(indexed, batch_size=27, decode="cpu", interpolation=interpolation), CPU)
+        dev = StreamInputs(recipe(indexed, batch_size=27, decode="device", interpolation=interpolation), CPU)
+        (x, y), = list(cpu.epoch(0))
+        (x2, y2), = list(dev.epoch(0))
+        assert torch.equal(y, y2)
+        assert ((x - x2) * cpu.std * 255).abs().max() <= 1.01
+        t, t2 = next(iter(cpu.test())), next(iter(dev.test()))
+        assert torch.equal(t[0], t2[0])
+
+
+def test_sampler_ranks_split_each_global_batch():
+    whole = list(EpochSampler(20, 6, seed=3))
+    shards = [list(EpochSampler(20, 6, seed=3, rank=r, world=2)) for r in range(2)]
+    assert len(whole) == 3
+    for step, batch in enumerate(whole):
+        assert shards[0][step] + shards[1][step] == batch
+
+
+def test_resumed_run_equals_uninterrupted_run(indexed, tmp_path, monkeypatch):
+    """Killed mid-epoch after a step checkpoint, then resumed: the same metrics and weights."""
+    cfg = recipe(indexed, epochs=2, checkpoint_steps=1, randaugment="rand-m9-mstd0.5-inc1", random_erasing=0.25,
+                 mixup=0.8, drop_path=0.1)
+    quiet = dict(log=lambda s: None, device="cpu")
+    reference = train(cfg, tmp_path / "ref", **quiet)
+
+    real_step, calls = mimetic.train.train_step, []
+
+    def dies_at_step_5(*args, **kw):  # epoch 2, step 2 of 3: after the checkpoint of step 1
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_step(*args, **kw)
+
+    ckpt = tmp_path / "ckpt.pt"
+    monkeypatch.setattr(mimetic.train, "train_step", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", checkpoint=ckpt, **quiet)
+    assert torch.load(ckpt, weights_only=False)["step"] == 1
+    monkeypatch.setattr(mimetic.train, "train_step", real_step)
+    lines = []
+    resumed = train(cfg, tmp_path / "run", checkpoint=ckpt, log=lines.append, device="cpu")
+    assert lines[0] == f"resumed from {ckpt} at epoch 2 step 1"
+    assert resumed["final_test_acc"] == reference["final_test_acc"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run/metrics.csv")[EXACT],
+                                  pd.read_csv(tmp_path / "ref/metrics.csv")[EXACT])
+    a, b = load_file(tmp_path / "run/final.safetensors"), load_file(tmp_path / "ref/final.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["decode"] == "cpu" and summary["config"]["dataset"] == "imagenet"
+
+
+def test_a_file_that_breaks_after_indexing_is_named(folder, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    index(folder, tmp_path / "idx", classes=2, train_per_class=2, workers=1, log=lambda s: None)
+    rows = (tmp_path / "idx/train.csv").read_text().splitlines()
+    victim = Path(rows[1].split(",")[0])
+    broken = copy / victim.name
+    broken.write_bytes(victim.read_bytes()[:100])
+    (tmp_path / "idx/train.csv").write_text("\n".join([rows[0], f"{broken},0", *rows[2:]]) + "\n")
+    with pytest.raises(DatasetError, match=str(broken)):
+        batches(recipe(tmp_path / "idx", batch_size=4), 1)
+
+
+def test_missing_index_and_folder_name_what_to_do(tmp_path):
+    with pytest.raises(DatasetUnavailable, match="data.imagenet.root"):
+        index(None, tmp_path)
+    with pytest.raises(DatasetUnavailable, match=str(tmp_path / "nowhere")):
+        index(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(DatasetUnavailable, match="not indexed"):
+        StreamInputs(recipe(tmp_path), CPU)
+
+
+@pytest.mark.parametrize("key, value", [("crop_padding", 4)])
+def test_keys_of_in_memory_datasets_are_refused(indexed, key, value):
+    with pytest.raises(ValueError, match=f"{key}=.*does not apply to dataset='imagenet'"):
+        recipe(indexed, **{key: value})
+    with pytest.raises(ValueError, match="decode='device' does not apply to dataset='digits'"):
+        TrainConfig(dataset="digits", model="vit_digits", decode="device").validate()
+
+
+# --- through the workflow ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # jobs use the installed package
+
+
+def test_workflow_indexes_and_trains_both_arms(folder, tmp_path):
+    config = {
+        "seeds": [0],
+        "arms": {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}},
+        "experiments": {"imagenet": {"dataset": "imagenet", "model": "vit_tiny_patch4_32", "epochs": 2,
+                                     "batch_size": 9, "warmup_epochs": 1, "eval_batch_size": 5, "workers": 1,
+                                     "checkpoint_steps": 2, "gpus": 0}},
+        "data": {"imagenet": {"root": str(folder)}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path), "tables", "--configfile", str(tmp_path / "config.yaml"),
+                           "--cores", "2"], capture_output=True, text=True, timeout=900, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bad = str((folder / CORRUPT).resolve())
+    assert f"left out {bad}" in (tmp_path / "logs/data/imagenet.log").read_text()
+    meta = json.loads((tmp_path / "resources/data/imagenet/meta.json").read_text())
+    assert (meta["train"], meta["val"], meta["classes"]) == (27, 9, WNIDS)
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert sorted(runs["arm"]) == ["default", "mimetic"]
+    for arm in ("default", "mimetic"):
+        folder_ = tmp_path / f"results/runs/imagenet/{arm}/seed0"
+        summary = json.loads((folder_ / "summary.json").read_text())
+        assert (summary["experiment"], summary["arm"], summary["init"], summary["seed"]) == ("imagenet", arm, arm, 0)
+        assert summary["config"]["dataset"] == "imagenet" and summary["decode"] == "cpu"
+        assert summary["parameters"] == sum(t.numel() for t in load_file(folder_ / "final.safetensors").values())
+        assert load_file(folder_ / "final.safetensors")["head.weight"].shape == (3, 192)
+        metrics = pd.read_csv(folder_ / "metrics.csv")
+        assert metrics["epoch"].tolist() == [1, 2] and metrics.notna().all().all()
+        assert metrics["test_acc"].iloc[-1] == pytest.approx(summary["final_test_acc"])
+        assert (metrics["images_per_s"] > 0).all()
+
+
+def test_imagenet_config_plans_and_needs_its_root(tmp_path):
+    cmd = [*SNAKEMAKE, "-d", str(tmp_path), "-n", "--cores", "1", "--configfile", str(REPO / "config/imagenet.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode != 0
+    assert "config: data.imagenet.root: experiments.imagenet trains on ImageNet" in proc.stdout + proc.stderr
+    (tmp_path / "root.yaml").write_text(yaml.safe_dump({"data": {"imagenet": {"root": str(tmp_path)}}}))
+    proc = subprocess.run([*cmd, str(tmp_path / "root.yaml")], capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts["prepare_imagenet"] == "1"
+    assert counts["train_run"] == str(2 * 2 * 3)  # experiments x arms x seeds

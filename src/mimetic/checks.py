@@ -72,6 +72,10 @@ def check(config: dict[str, Any]) -> None:
         except ValueError as e:
             key = _recipe_key(str(e), values)
             raise ConfigError(f"experiments.{label}{'.' + key if key else ''}: {e}") from None
+        no_root = config["data"]["imagenet"]["root"] is None and not recipe.get("data_root")
+        if recipe["dataset"] == "imagenet" and no_root:
+            raise ConfigError(f"data.imagenet.root: experiments.{label} trains on ImageNet, which is never downloaded; "
+                              "set data.imagenet.root to your copy (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG)")
         if label.startswith("profile_"):
             # results/figures/structure_profile_<x> would be both figures of <x> and <profile_x>.
             raise ConfigError(f"experiments.{label}: labels may not start with 'profile_' (its structure figure "

@@ -45,8 +45,11 @@ def _prepare(args: argparse.Namespace) -> None:
     outputs = {"train": args.train, "test": args.test, "meta": args.meta}
     try:
         if args.dataset == "imagenet":
-            meta = index(args.root, outputs, image_size=args.image_size, train_per_class=args.train_per_class,
-                         val_per_class=args.val_per_class)
+            classes = args.classes
+            if classes and len(classes) == 1 and classes[0].isdigit():
+                classes = int(classes[0])
+            meta = index(args.root, outputs, classes=classes, train_per_class=args.train_per_class,
+                         val_per_class=args.val_per_class, workers=args.workers)
         else:
             meta = prepare(args.dataset, args.root, outputs)
     except DatasetError as e:
@@ -308,7 +311,8 @@ def parser() -> argparse.ArgumentParser:
                                                  "default resources/data/<name>/train.npz (.csv)")
     d.add_argument("--test", default=None, help="output: the test split (imagenet: the validation index)")
     d.add_argument("--meta", default=None, help="output: meta.json, written last")
-    d.add_argument("--image-size", type=int, default=224, help="imagenet: the loaders' crop size")
+    d.add_argument("--classes", nargs="+", help="imagenet: the first N classes (one number) or a list of wnids")
+    d.add_argument("--workers", type=int, default=8, help="imagenet: processes that check the images can be read")
     d.add_argument("--train-per-class", type=int, help="imagenet: keep the first N training images per class")
     d.add_argument("--val-per-class", type=int, help="imagenet: keep the first N validation images per class")
     d.set_defaults(func=_prepare)

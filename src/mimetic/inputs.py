@@ -167,8 +167,11 @@ class StreamInputs:
         self.mean, self.std = mean.to(device)[:, None, None], std.to(device)[:, None, None]
         self.sampler = imagenet.EpochSampler(len(self.train_set), self.batch_size, cfg.seed, dist.rank, dist.world)
         workers = cfg.workers if cfg.workers is not None else default_workers()
+        # Their own generator: a DataLoader draws its workers' base seed at every `iter`, from the
+        # global RNG otherwise, which the model's dropout and drop-path draw from (and a resumed
+        # run restores). Per-image draws are seeded per image, so the base seed is unused.
         common = dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                      collate_fn=imagenet.collate)
+                      collate_fn=imagenet.collate, generator=torch.Generator())
         self.train_loader = DataLoader(self.train_set, batch_sampler=self.sampler, **common)
         self.test_loader = DataLoader(self.test_set, batch_size=cfg.eval_batch_size, **common)
 

@@ -161,10 +161,17 @@ def run_gpus(wildcards):
 
 
 def data_inputs(wildcards):
-    """The prepared dataset a run reads: none for the built-in datasets (digits, synthetic)
-    or where the recipe's `data_root` names a prepared folder of its own."""
+    """The prepared dataset a run reads (ImageNet: its index): none for the built-in datasets
+    (digits, synthetic) or where the recipe's `data_root` names a prepared folder of its own.
+    """
     recipe = config["experiments"][wildcards.experiment]
-    if recipe["dataset"] not in PREPARED_DATASETS or recipe.get("data_root"):
+    if recipe.get("data_root"):
+        return []
+    if recipe["dataset"] == "imagenet":
+        return expand(
+            "resources/data/imagenet/{file}", file=["train.csv", "val.csv", "meta.json"]
+        )
+    if recipe["dataset"] not in PREPARED_DATASETS:
         return []
     return expand(
         "resources/data/{dataset}/{file}",
@@ -182,7 +189,12 @@ def imagenet_args(wildcards):
     command fails with a message naming the key)."""
     cfg = config["data"]["imagenet"]
     args = [] if cfg["root"] is None else ["--root", cfg["root"]]
-    args += ["--image-size", str(cfg["image_size"])]
+    classes = cfg["classes"]
+    if classes is not None:
+        args += [
+            "--classes",
+            *map(str, classes if isinstance(classes, list) else [classes]),
+        ]
     for key in ("train_per_class", "val_per_class"):
         if cfg[key] is not None:
             args += [f"--{key.replace('_', '-')}", str(cfg[key])]

@@ -29,8 +29,9 @@ rule prepare_imagenet:
         "logs/data/imagenet.log",
     conda:
         "../envs/analysis.yaml"
+    threads: 8  # processes that check every image can be decoded
     params:
         args=imagenet_args,
     shell:
-        "mimetic prepare imagenet {params.args:q} --train {output.train:q} --test {output.val:q}"
+        "mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.val:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"
