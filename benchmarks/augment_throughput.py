@@ -1,4 +1,4 @@
-"""Augmentation throughput (images/s): the on-device CIFAR path and the ImageNet per-worker path.
+"""Augmentation throughput (images/s) of the on-device path of in-memory datasets (CIFAR-shaped).
 
 Not a test. Run from the repository root:
     PYTHONPATH=src python benchmarks/augment_throughput.py [--device cuda] [--threads 1]
@@ -6,9 +6,7 @@ Not a test. Run from the repository root:
 1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as inputs.MemoryInputs uses it:
    crop+flip, RandAugment rand-m9-mstd0.5-inc1, normalise+mixup, normalise+cutmix, and the
    whole MemoryInputs pipeline (crop 4, flip, RandAugment, mixup/cutmix).
-2. ImageNet path (mimetic.data.imagenet): decode one JPEG + timm's training transform, in this
-   one process, i.e. the throughput of one DataLoader worker. The JPEGs are 500x375 (ImageNet's
-   typical size) of smooth synthetic content, written to a temporary folder.
+The ImageNet input path is measured by benchmarks/imagenet_input.py.
 """
 
 from __future__ import annotations
@@ -17,22 +15,15 @@ import argparse
 import platform
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from mimetic.data import load_dataset
 from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
-from mimetic.data.imagenet import transform
 from mimetic.recipe import TrainConfig
 from mimetic.inputs import MemoryInputs
-from torchvision.datasets.folder import default_loader
 
 
 def _sync(device: torch.device) -> None:
@@ -80,27 +71,6 @@ def device_path(device: torch.device, batch: int, repeats: int) -> dict[str, flo
     return results
 
 
-def imagenet_worker(images: int, repeats: int) -> dict[str, float]:
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i in range(images):
-            # Smooth content: a JPEG of the size and compressibility of a photo, not of noise.
-            small = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
-            big = F.interpolate(small, size=(375, 500), mode="bicubic").clamp(0, 255).to(torch.uint8)[0]
-            path = Path(tmp) / f"{i}.JPEG"
-            Image.fromarray(big.permute(1, 2, 0).numpy()).save(path, quality=90)
-            paths.append(path)
-        out = {}
-        for style, split in (("resnet", "train"), ("deit", "train"), ("resnet", "val")):
-            tf = transform(style, split, 224)
-            out[f"{style}-style {split}: JPEG decode + transform"] = rate(
-                lambda: [tf(default_loader(p)) for p in paths], images, torch.device("cpu"), repeats)
-        decode = rate(lambda: [default_loader(p) for p in paths], images, torch.device("cpu"), repeats)
-        out["JPEG decode alone (500x375)"] = decode
-        return out
-
-
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -118,16 +88,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--jpegs", type=int, default=64, help="JPEGs for the ImageNet per-worker figure")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(f"machine: {machine(device)}; torch {torch.__version__}\n")
     print(f"| device path, {args.batch} x 3 x 32 x 32 uint8 | images/s |\n|---|---:|")
     for name, value in device_path(device, args.batch, args.repeats).items():
-        print(f"| {name} | {value:,.0f} |")
-    print("\n| ImageNet path, one worker (1 process), 224 px | images/s |\n|---|---:|")
-    for name, value in imagenet_worker(args.jpegs, args.repeats).items():
         print(f"| {name} | {value:,.0f} |")
 
 

@@ -169,6 +169,21 @@ def test_resumed_run_equals_uninterrupted_run(indexed, tmp_path, monkeypatch):
     assert summary["decode"] == "cpu" and summary["config"]["dataset"] == "imagenet"
 
 
+def test_two_process_ddp_matches_one_process(indexed, tmp_path):
+    """`gpus: N` under torchrun: each rank loads its share of every global batch (here two CPU
+    processes, gloo). With crop and flip only (the ResNet-style recipe) both see the same images."""
+    cfg = recipe(indexed, batch_size=8, eval_batch_size=4).to_dict()
+    cmd = [sys.executable, "-m", "mimetic", "train", "--recipe", json.dumps(cfg), "--gpus", "0", "--threads", "1"]
+    for name, extra in (("one", []), ("two", ["--processes", "2"])):
+        proc = subprocess.run([*cmd, "--out", str(tmp_path / name), *extra], capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, two = (pd.read_csv(tmp_path / name / "metrics.csv") for name in ("one", "two"))
+    for col in ("train_loss", "test_loss", "train_acc", "test_acc"):
+        assert two[col].to_numpy() == pytest.approx(one[col].to_numpy(), rel=1e-4), col
+    assert json.loads((tmp_path / "two/summary.json").read_text())["processes"] == 2
+
+
 def test_a_file_that_breaks_after_indexing_is_named(folder, tmp_path):
     copy = tmp_path / "copy"
     copy.mkdir()

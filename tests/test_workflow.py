@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from mimetic.data import DATASETS
+from mimetic.data.core import STREAMED
 from mimetic.init import INITS, NOISE, init_params
 from mimetic.models import MODELS, POOLS, POS_EMBEDS
-from mimetic.recipe import FLIPS, TrainConfig
+from mimetic.recipe import DECODES, FLIPS, INTERPOLATIONS, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -189,7 +190,8 @@ def test_snakemake_files_are_snakefmt_formatted():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-WORKFLOW_CONFIGS = ["config.yaml", "ablations.yaml", "quickstart.yaml"]  # config/ holds claims and references too
+# config/ holds claims and references too; imagenet.yaml needs the user's copy (tests/test_imagenet.py)
+WORKFLOW_CONFIGS = ["config.yaml", "ablations.yaml", "quickstart.yaml"]
 
 
 def test_shipped_configs_are_complete_dry_runs(tmp_path):
@@ -212,11 +214,13 @@ def test_schema_mirrors_the_train_options():
             assert prop["default"] == fields[name].default, name
         else:
             assert fields[name].metadata.get("required"), name
-    assert set(props["dataset"]["enum"]) == set(DATASETS)
+    assert set(props["dataset"]["enum"]) == set(DATASETS) | set(STREAMED)
     assert set(props["model"]["enum"]) == set(MODELS)
     assert tuple(props["pool"]["enum"]) == POOLS
     assert tuple(props["pos_embed"]["enum"]) == POS_EMBEDS
     assert tuple(props["flip"]["enum"]) == FLIPS
+    assert tuple(props["interpolation"]["enum"]) == INTERPOLATIONS
+    assert tuple(props["decode"]["enum"]) == DECODES
     arm = SCHEMA["$defs"]["arm"]["properties"]
     assert set(arm["init"]["enum"]) == set(INITS)
     assert set(arm["params"]["properties"]) == {p for a in INITS for p in init_params(a)}

@@ -1,0 +1,112 @@
+"""ImageNet input path throughput (images/s): what `mimetic train` feeds the model, by decode path.
+
+Not a test. Run from the repository root:
+    PYTHONPATH=src python benchmarks/imagenet_input.py                      # CPU: decode cpu and device
+    PYTHONPATH=src python benchmarks/imagenet_input.py --device cuda --workers 4 8 16
+
+It writes ImageNet-sized JPEGs (500x375, quality 90, smooth photo-like content) in ImageFolder
+layout to a temporary folder, indexes them with the data stage, and times whole epochs of
+`mimetic.inputs.StreamInputs` (the training input of a run: per-image random-resized crop + flip,
+then on the device RandAugment, normalisation, erasing, mixup/cutmix) and its evaluation pass,
+for each decode path (`cpu`: PIL in DataLoader workers; `device`: workers read the bytes, the
+batch is decoded by torchvision on the training device) and worker count. The first epoch (worker
+start-up) is not timed; the median of the others is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mimetic.data.imagenet import index
+from mimetic.inputs import StreamInputs
+from mimetic.recipe import TrainConfig
+
+RECIPES = {
+    "ResNet-style (crop + flip)": {},
+    "DeiT-style (+ RandAugment m9, erasing 0.25, mixup/cutmix)": dict(
+        randaugment="rand-m9-mstd0.5-inc1", random_erasing=0.25, mixup=0.8, cutmix=1.0, interpolation="bicubic"),
+}
+
+
+def jpeg_folder(root: Path, images: int, classes: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            (root / split / f"n{c:08d}").mkdir(parents=True)
+    for i in range(images):
+        small = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
+        big = F.interpolate(small, size=(375, 500), mode="bicubic").clamp(0, 255).to(torch.uint8)[0]
+        img = Image.fromarray(big.permute(1, 2, 0).numpy())
+        for split in ("train", "val"):
+            img.save(root / split / f"n{i % classes:08d}" / f"{i}.JPEG", quality=90)
+    return root
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(inputs: StreamInputs, device: torch.device, epochs: int) -> tuple[float, float]:
+    """(median training images/s, median evaluation images/s) over epochs 2.."""
+    train, evals = [], []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        n = sum(len(y) for _, y in inputs.epoch(epoch))
+        sync(device)
+        train.append(n / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        n = sum(len(y) for _, y in inputs.test())
+        sync(device)
+        evals.append(n / (time.perf_counter() - t0))
+    return statistics.median(train[1:]), statistics.median(evals[1:])
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), "CPU")
+    return f"{model}, {torch.get_num_threads()} torch thread(s)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--images", type=int, default=256, help="JPEGs per split")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--decode", nargs="+", default=["cpu", "device"])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"machine: {machine(device)}; torch {torch.__version__}; {args.images} JPEGs of 500x375, 224 px crops, "
+          f"batch {args.batch}\n")
+    print("| recipe | decode | workers | train images/s | eval images/s |\n|---|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = jpeg_folder(Path(tmp) / "imagenet", args.images)
+        index(root, Path(tmp) / "index", log=lambda s: None)
+        for name, keys in RECIPES.items():
+            for decode in args.decode:
+                for workers in args.workers:
+                    cfg = TrainConfig(dataset="imagenet", model="vit_tiny_patch16_224", data_root=f"{tmp}/index",
+                                      batch_size=args.batch, eval_batch_size=args.batch, workers=workers,
+                                      decode=decode, **keys).validate()
+                    train, evals = measure(StreamInputs(cfg, device), device, args.epochs)
+                    print(f"| {name} | {decode} | {workers} | {train:,.0f} | {evals:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
