@@ -9,6 +9,8 @@ import http.server
 import io
 import pickle
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
 import zipfile
@@ -20,8 +22,9 @@ import scipy.io
 import torch
 from PIL import Image
 
-from mimetic.data import (DATASETS, PREPARED, CorruptFile, DatasetUnavailable, load_dataset, load_prepared,
-                          prepare)
+from mimetic.data import (DATASETS, PREPARED, PREPARED_NAMES, CorruptFile, DatasetUnavailable, load_dataset,
+                          load_prepared)
+from mimetic.data.prepare import prepare
 from mimetic.data.fetch import Extracted, Source
 
 OFFLINE_URL = "http://127.0.0.1:9/"  # the discard port: refused at once, like a machine without internet
@@ -445,3 +448,12 @@ def test_cli_prepare_exits_with_the_message(tmp_path, monkeypatch):
     point_at(monkeypatch, "cifar10", tmp_path / "raw")
     assert main(["prepare", "cifar10", "--root", str(tmp_path / "raw"), *outputs(tmp_path / "out")]) == 0
     assert load_dataset("cifar10", tmp_path / "out").train_x.shape == (20, 3, 32, 32)
+
+
+def test_the_registry_knows_every_prepared_dataset_without_importing_the_data_stage():
+    assert tuple(PREPARED) == PREPARED_NAMES
+    assert set(PREPARED_NAMES) <= set(DATASETS)
+    # Planning a workflow and the analysis jobs import mimetic.data without torchvision.
+    code = "import sys, mimetic.data, mimetic.checks; print(any(m.startswith('torchvision') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

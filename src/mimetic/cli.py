@@ -11,11 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from mimetic.data import DatasetError
-from mimetic.init import INITS, init_params
-from mimetic.recipe import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _pair(text: str, form: str = "LABEL=PATH") -> tuple[str, str]:
@@ -27,6 +28,7 @@ def _pair(text: str, form: str = "LABEL=PATH") -> tuple[str, str]:
 
 def _train(args: argparse.Namespace) -> None:
     from mimetic import launch
+    from mimetic.recipe import TrainConfig
 
     overrides = {name: getattr(args, name) for name in TrainConfig.EXECUTION}
     try:
@@ -39,7 +41,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from mimetic.data import prepare
+    from mimetic.data.prepare import prepare
     from mimetic.data.imagenet import index
 
     outputs = {"train": args.train, "test": args.test, "meta": args.meta}
@@ -59,6 +61,8 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _inits(args: argparse.Namespace) -> None:
+    from mimetic.init import INITS, init_params
+
     for name in INITS:
         params = ", ".join(f"{k}={v}" for k, v in init_params(name).items()) or "no parameters"
         print(f"{name:12s} {params}\n{'':12s} {(INITS[name].__doc__ or '').strip()}")
@@ -261,7 +265,24 @@ def _add_structure_commands(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_plot_compare)
 
 
-def parser() -> argparse.ArgumentParser:
+def _execution_options(group: argparse._ArgumentGroup) -> None:
+    """One option per TrainConfig.EXECUTION field, with its type and help."""
+    from mimetic.recipe import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in TrainConfig.EXECUTION:
+            flag = "--" + f.name.replace("_", "-")
+            if f.type in ("bool", bool):
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
+            else:
+                kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
+                group.add_argument(flag, type=kind, default=None, help=f.metadata["help"])
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI. `command`: the subcommand about to run, if known; another than `train` leaves out
+    train's execution options, which come from the trainer's config and with it torch (seconds
+    of import that the analysis jobs need not pay)."""
     p = argparse.ArgumentParser(prog="mimetic", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -279,14 +300,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint", help="checkpoint file: resumed from if present, deleted when the run is done")
     x = t.add_argument_group("execution", "how the run executes, not what it computes: given here, they override "
                                           "the recipe's, and changing them never invalidates a finished run")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in TrainConfig.EXECUTION:
-            flag = "--" + f.name.replace("_", "-")
-            if f.type in ("bool", bool):
-                x.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f.metadata["help"])
-            else:
-                kind = {"int": int, "int | None": int, "float": float}.get(str(f.type), str)
-                x.add_argument(flag, type=kind, default=None, help=f.metadata["help"])
+    if command in (None, "train"):
+        _execution_options(x)
     x.add_argument("--gpus", type=int, default=None,
                    help="GPUs this run takes (0: the CPU); default: 1 if a GPU is visible, else 0. Each is "
                         "locked for the run (mimetic.gpu), so concurrent runs get distinct devices")
@@ -297,13 +312,13 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.set_defaults(func=_train)
 
-    from mimetic.data import PREPARED
+    from mimetic.data import PREPARED_NAMES
 
     d = sub.add_parser("prepare", help="the data stage: download, verify and convert one dataset",
                        description="Put a dataset under resources/data/<name>/: uint8 train.npz/test.npz "
                                    "(ImageNet: an index of its folder). See docs/datasets.md.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d.add_argument("dataset", choices=[*PREPARED, "imagenet"])
+    d.add_argument("dataset", choices=[*PREPARED_NAMES, "imagenet"])
     d.add_argument("--root", help="folder with the upstream files or their extracted folder, only read (default "
                                   "resources/data/<name>, the only one downloaded into); for imagenet, its "
                                   "ImageFolder copy")
@@ -376,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     from mimetic.provenance import check_workflow_source
 
     argv = sys.argv[1:] if argv is None else argv
-    args = parser().parse_args(argv)
+    args = parser(argv[0] if argv and not argv[0].startswith("-") else None).parse_args(argv)
     try:
         check_workflow_source()
     except RuntimeError as e:

@@ -12,11 +12,12 @@ import secrets
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pandas as pd
-import torch
-from safetensors.torch import save
+
+if TYPE_CHECKING:  # torch on first use: the analysis commands write tables and figures only
+    import torch
 
 
 def _create_temp(folder: Path, name: str) -> Path:
@@ -74,6 +75,8 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     spaces to a multiple of 8 bytes. Offsets in the header are relative to the data, which is unchanged.
     """
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    from safetensors.torch import save
+
     raw = save(tensors, metadata=metadata)
     n = int.from_bytes(raw[:8], "little")
     header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -90,4 +93,6 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
     _write(path, lambda p: torch.save(obj, p))

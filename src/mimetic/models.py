@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from timm.layers import build_sincos2d_pos_embed
-from timm.models.vision_transformer import VisionTransformer
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
 
 # Architecture only; the data decides channels and classes. Widths follow ViT-Tiny/Small.
 MODELS: dict[str, dict] = {
@@ -33,6 +36,10 @@ def create_model(name: str, *, num_classes: int, in_chans: int = 3, pool: str = 
         raise ValueError(f"unknown pool {pool!r}; choose one of {POOLS}")
     if pos_embed not in POS_EMBEDS:
         raise ValueError(f"unknown pos_embed {pos_embed!r}; choose one of {POS_EMBEDS}")
+    # timm on first use: a config check (mimetic.checks) needs MODELS, not timm's import time
+    from timm.layers import build_sincos2d_pos_embed
+    from timm.models.vision_transformer import VisionTransformer
+
     cfg = MODELS[name]
     model = VisionTransformer(
         **cfg, num_classes=num_classes, in_chans=in_chans, drop_path_rate=drop_path,

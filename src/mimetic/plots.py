@@ -15,7 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from torch import Tensor  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from mimetic import compare, io, stats  # noqa: E402
 from mimetic.claims import Claim  # noqa: E402

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from mimetic.data import DATASETS
@@ -188,6 +187,8 @@ def run_model(summary: dict[str, Any], weights: str | os.PathLike, stage: str) -
     seed, same init), "final" loads the weights it ended with."""
     if stage not in STAGES:
         raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
+    from safetensors.torch import load_file
+
     cfg = TrainConfig(**summary["config"]).validate()
     state = load_file(str(weights))
     model = build_model(cfg, num_classes=state["head.weight"].shape[0],

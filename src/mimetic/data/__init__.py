@@ -1,13 +1,39 @@
 """Datasets: the data stage (download, verify, convert to uint8 arrays) and loading.
 
 In-memory datasets (everything but ImageNet) load as `ImageData` through `load_dataset`;
-ImageNet is read from its folder by worker processes (`mimetic.data.imagenet`).
+ImageNet is streamed from its folder (`mimetic.data.imagenet`, `mimetic.inputs`).
+
+The data stage's modules (`prepare`, and through it torchvision) are imported on first use:
+planning a workflow and the analysis commands import this package without them.
 """
 
-from mimetic.data import builtin as _builtin  # noqa: F401  (registers digits, synthetic)
-from mimetic.data.core import (DATA_DIR, DATASETS, CorruptFile, DatasetError, DatasetUnavailable, ImageData,
-                               load_dataset, register)
-from mimetic.data.prepare import PREPARED, load_prepared, prepare
+import importlib
+from typing import Any
 
-__all__ = ["DATA_DIR", "DATASETS", "PREPARED", "CorruptFile", "DatasetError", "DatasetUnavailable", "ImageData",
-           "load_dataset", "load_prepared", "prepare", "register"]
+from mimetic.data import builtin as _builtin  # noqa: F401  (registers digits, synthetic)
+from mimetic.data.core import (DATA_DIR, DATASETS, PREPARED_NAMES, CorruptFile, DatasetError, DatasetUnavailable,
+                               ImageData, load_dataset, register)
+
+
+def _load_prepared(name: str):
+    def load(root):
+        from mimetic.data.prepare import load_prepared
+
+        return load_prepared(name, root)
+
+    return load
+
+
+for _name in PREPARED_NAMES:
+    register(_name)(_load_prepared(_name))
+
+
+def __getattr__(name: str) -> Any:
+    # Not `prepare` (the function): its name is its module's, which the import system binds here.
+    if name in ("PREPARED", "load_prepared"):
+        return getattr(importlib.import_module("mimetic.data.prepare"), name)
+    raise AttributeError(f"module 'mimetic.data' has no attribute {name!r}")
+
+
+__all__ = ["DATA_DIR", "DATASETS", "PREPARED", "PREPARED_NAMES", "CorruptFile", "DatasetError", "DatasetUnavailable",
+           "ImageData", "load_dataset", "load_prepared", "register"]

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import Tensor
 
 
@@ -129,10 +128,10 @@ def _op(name: str, x: Tensor, level: Tensor, sign: Tensor, fill: Tensor, increas
     signs (+1/-1) for the ops timm randomly negates."""
     frac = level / _LEVEL_DENOM
     n, h, w = len(x), x.shape[-2], x.shape[-1]
-    if name == "AutoContrast":
-        return TF.autocontrast(x)
-    if name == "Equalize":
-        return TF.equalize(x)
+    if name in ("AutoContrast", "Equalize"):
+        import torchvision.transforms.v2.functional as TF  # here: importing torchvision takes seconds
+
+        return TF.autocontrast(x) if name == "AutoContrast" else TF.equalize(x)
     if name == "Invert":
         return 255 - x
     if name == "Posterize":  # keep 4 -> 0 (increasing) or 0 -> 4 most significant bits

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 from mimetic.data.core import ImageData, register
 
@@ -15,6 +18,7 @@ from mimetic.data.core import ImageData, register
 def load_digits(root: Path | None = None) -> ImageData:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, offline), with a fixed
     stratified 80/20 train/test split."""
+    import torch
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
 
@@ -32,6 +36,8 @@ def load_digits(root: Path | None = None) -> ImageData:
 def load_synthetic(root: Path | None = None, *, n_train: int = 2048, n_test: int = 512, size: int = 32,
                    num_classes: int = 10) -> ImageData:
     """CIFAR-shaped class-conditional noise (fixed seed): learnable, for tests and benchmarks."""
+    import torch
+
     gen = torch.Generator().manual_seed(1234)
     templates = torch.rand(num_classes, 3, size, size, generator=gen) * 255
 

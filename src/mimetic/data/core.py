@@ -6,9 +6,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch on first use: the config check and analysis commands import this module
+    from torch import Tensor
 
 # Where the data stage puts each dataset (relative to the workflow's working directory).
 DATA_DIR = Path("resources/data")
@@ -64,6 +67,8 @@ class ImageData:
     def stats(self) -> tuple[Tensor, Tensor]:
         """Per-channel mean and std of the training images, in [0, 1] units."""
         # Per channel, so peak memory is one channel in float, not the whole set (CIFAR: 200 MB, not 600).
+        import torch
+
         mean, std = [], []
         for c in range(self.channels):
             x = self.train_x[:, c].float().div_(255)
@@ -89,6 +94,8 @@ SHAPES = {
     "svhn": Shape(32, 73_257),
     "tiny_imagenet": Shape(64, 100_000),
 }
+# The data stage's datasets (mimetic.data.prepare.PREPARED has their sources; a test keeps the two equal).
+PREPARED_NAMES = ("cifar10", "cifar100", "svhn", "tiny_imagenet")
 BUILTIN = ("digits", "synthetic")  # made in memory: no data stage, no `data_root`
 # Read from disk while training (mimetic.inputs.StreamInputs), not held in memory; `data_root`
 # is the folder of the data stage's index (default resources/data/<name>).

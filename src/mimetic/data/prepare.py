@@ -20,7 +20,7 @@ import torch
 
 from mimetic import io
 from mimetic.data import cifar, svhn, tiny_imagenet
-from mimetic.data.core import DATA_DIR, Arrays, DatasetUnavailable, ImageData, Outputs, output_files, register
+from mimetic.data.core import DATA_DIR, Arrays, DatasetUnavailable, ImageData, Outputs, output_files
 from mimetic.data.fetch import Extracted, Source, config_key, locate, own_folder
 
 
@@ -96,11 +96,3 @@ def load_prepared(name: str, folder: Path | None = None) -> ImageData:
         with np.load(folder / f"{split}.npz") as z:
             tensors += [torch.from_numpy(z["x"]), torch.from_numpy(z["y"])]
     return ImageData(name, *tensors, num_classes=len(meta["classes"]), flip=meta["flip"])
-
-
-def _register(name: str) -> None:
-    register(name)(lambda root: load_prepared(name, root))
-
-
-for _name in PREPARED:
-    _register(_name)
