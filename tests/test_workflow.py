@@ -273,6 +273,7 @@ def test_every_rule_env_parses_and_holds_what_the_package_imports():
         assert line.startswith("--editable ") and (env.parent / line.split()[1] / "pyproject.toml").is_file()
     # Training gets a CUDA build wherever the env is solved; everything else a light CPU build.
     assert "build='cuda*'" in conda_env(envs["train_run"])[0]["pytorch"]
+    assert "build='cuda*'" in conda_env(envs["train_run"])[0]["torchvision"]  # GPU JPEG decoding
     assert all("build='cpu*'" in conda_env(env)[0]["pytorch"] for rule, env in envs.items() if rule != "train_run")
 
 
