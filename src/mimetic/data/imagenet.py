@@ -20,11 +20,11 @@ Evaluation: resize to size / crop_pct (256 for 224 at the usual 0.875), centre c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import random
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -178,7 +178,7 @@ def crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-@dataclass
+@dataclasses.dataclass
 class Item:
     """One image on its way to the device: decoded pixels (uint8, 3 x H x W, already cropped and
     resized on the "cpu" path) or the JPEG file's bytes (1-D uint8), and what remains to do."""
@@ -190,16 +190,28 @@ class Item:
     flip: bool = False
 
 
-@dataclass
+@dataclasses.dataclass
 class Items:
-    """A batch of Items (the collate function's output)."""
+    """A batch (the collate function's output, made in the worker): the images that came decoded,
+    stacked there (so the training process only copies one tensor to the device), and the files
+    still to decode, each with its position in the batch."""
 
-    items: list[Item]
     labels: Tensor
+    decoded: Tensor  # (n, 3, S, S) uint8
+    decoded_at: Tensor
+    raw: list[Item]
+    raw_at: Tensor
+
+    def pin_memory(self) -> "Items":  # DataLoader(pin_memory=True) calls this
+        return dataclasses.replace(self, labels=self.labels.pin_memory(), decoded=self.decoded.pin_memory())
 
 
 def collate(items: list[Item]) -> Items:
-    return Items(items, torch.tensor([it.label for it in items]))
+    done = [k for k, it in enumerate(items) if it.data.ndim == 3]
+    raw = [k for k, it in enumerate(items) if it.data.ndim == 1]
+    decoded = torch.stack([items[k].data for k in done]) if done else torch.empty(0, dtype=torch.uint8)
+    return Items(torch.tensor([it.label for it in items]), decoded, torch.tensor(done, dtype=torch.long),
+                 [items[k] for k in raw], torch.tensor(raw, dtype=torch.long))
 
 
 def _jpeg_bytes(path: str) -> tuple[Tensor | None, tuple[int, int]]:
@@ -282,21 +294,21 @@ def to_images(batch: Items, device: torch.device, *, size: int, crop_pct: float 
               interpolation: str = "bilinear") -> Tensor:
     """The batch as uint8 (B, 3, S, S) on `device`: decodes (nvJPEG on CUDA) and crops the items
     that came as file bytes; the rest came decoded from the workers."""
-    items = batch.items
-    raw = [k for k, it in enumerate(items) if it.data.ndim == 1]
-    if not raw:
-        return torch.stack([it.data for it in items]).to(device, non_blocking=True)
-    decoded = _decode([items[k] for k in raw], device)
+    if not batch.raw:
+        return batch.decoded.to(device, non_blocking=True)
+    out = torch.empty((len(batch.labels), 3, size, size), dtype=torch.uint8, device=device)
+    if len(batch.decoded):
+        out[batch.decoded_at.to(device)] = batch.decoded.to(device, non_blocking=True)
     mode = InterpolationMode(interpolation)
-    out: list[Tensor | None] = [it.data.to(device, non_blocking=True) if it.data.ndim == 3 else None for it in items]
-    for k, img in zip(raw, decoded):
-        it = items[k]
+    crops = []
+    for it, img in zip(batch.raw, _decode(batch.raw, device)):
         if it.box is None:
-            out[k] = _center(img, size, crop_pct, mode)
+            crops.append(_center(img, size, crop_pct, mode))
         else:
             img = TF.resized_crop(img, *it.box, [size, size], mode, antialias=True)
-            out[k] = img.flip(-1) if it.flip else img
-    return torch.stack(out)
+            crops.append(img.flip(-1) if it.flip else img)
+    out[batch.raw_at.to(device)] = torch.stack(crops)
+    return out
 
 
 def _decode(items: list[Item], device: torch.device) -> list[Tensor]:
