@@ -264,3 +264,22 @@ def test_imagenet_config_plans_and_needs_its_root(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert counts["prepare_imagenet"] == "1"
     assert counts["train_run"] == str(2 * 2 * 3)  # experiments x arms x seeds
+
+
+def test_a_jpeg_the_device_decoder_rejects_is_read_with_pil(indexed, monkeypatch):
+    import mimetic.data.imagenet as imagenet
+
+    cfg = recipe(indexed, batch_size=27, decode="device")
+    (expected, _), = list(StreamInputs(cfg, CPU).epoch(0))
+    real, singles = imagenet.decode_jpeg, []
+
+    def picky(data, **kw):  # rejects every batch, and the first file on its own
+        singles.append(not isinstance(data, list))
+        if not singles[-1] or sum(singles) == 1:
+            raise RuntimeError("nvjpeg: unsupported")
+        return real(data, **kw)
+
+    monkeypatch.setattr(imagenet, "decode_jpeg", picky)
+    (x, _), = list(StreamInputs(cfg, CPU).epoch(0))
+    assert sum(singles) == 25  # every JPEG on its own (the CMYK and PNG files came decoded)
+    assert ((x - expected) * imagenet.STD.view(3, 1, 1) * 255).abs().max() <= 1.01

@@ -312,17 +312,18 @@ def to_images(batch: Items, device: torch.device, *, size: int, crop_pct: float 
 
 
 def _decode(items: list[Item], device: torch.device) -> list[Tensor]:
-    """Batched JPEG decoding on `device`; a failure is retried per file to name the file."""
+    """Batched JPEG decoding on `device`. If the batch fails, each file is decoded alone, and one
+    the device decoder rejects is read with PIL instead (which names it if it cannot either)."""
     try:
         return decode_jpeg([it.data for it in items], mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
+        out = []
         for it in items:
             try:
-                decode_jpeg(it.data, mode=ImageReadMode.RGB, device=device)
-            except RuntimeError as e:
-                raise DatasetError(f"imagenet: cannot decode {it.path} ({e}); re-run the data stage or replace "
-                                   "the file") from e
-        raise
+                out.append(decode_jpeg(it.data, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                out.append(_rgb_tensor(_open(it.path)).to(device))
+        return out
 
 
 class EpochSampler(Sampler[list[tuple[int, int]]]):
