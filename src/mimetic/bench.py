@@ -397,7 +397,7 @@ def run(opts: Options, command: str = "", log: Callable[[str], None] = print) ->
     doc["notes"] = notes
     for note in notes:
         log(f"note: {note}")
-    return doc
+    return {k: doc[k] for k in FIELDS[""]}
 
 
 def _img_size(cfg: TrainConfig) -> int:
