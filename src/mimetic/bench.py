@@ -288,7 +288,15 @@ def pack(opts: Options, runs: int, single: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mimetic-pack-") as tmp:
         worker = dataclasses.replace(opts, reference=False, eval=False, pack=0, barrier=tmp, barrier_count=runs)
         argv = [sys.executable, "-m", "mimetic.bench", "worker", json.dumps(dataclasses.asdict(worker))]
-        procs = [subprocess.Popen([*argv, str(Path(tmp) / f"{i}.json")]) for i in range(runs)]
+        procs = [subprocess.Popen([*argv, str(Path(tmp) / f"{i}.json")], preexec_fn=_die_with_parent)
+                 for i in range(runs)]
+        # One failed worker would leave the others waiting at the barrier: stop them all.
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() for p in procs):
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+            time.sleep(0.1)
         codes = [p.wait() for p in procs]
         if any(codes):
             raise RuntimeError(f"packing workers exited with {codes} (their errors are above)")
@@ -297,6 +305,15 @@ def pack(opts: Options, runs: int, single: float) -> dict[str, Any]:
     aggregate = sum(r["images"] for r in results) / (end - start)
     return {"runs": runs, "single_images_per_s": single, "aggregate_images_per_s": aggregate,
             "speedup": aggregate / single, "per_run": [r["images_per_s"] for r in results]}
+
+
+def _die_with_parent() -> None:
+    # A packing worker must not outlive the bench (killed by a timeout, say) and keep the GPU.
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _pack_worker(opts: Options, out: Path) -> None:
@@ -309,10 +326,10 @@ def _pack_worker(opts: Options, out: Path) -> None:
 
     def ready() -> None:
         me.touch()
-        deadline = time.monotonic() + 1800
+        deadline = time.monotonic() + 600
         while len(list(Path(opts.barrier).glob("ready-*"))) < opts.barrier_count:
             if time.monotonic() > deadline:
-                raise TimeoutError("packing workers did not all warm up within 30 minutes")
+                raise TimeoutError("packing workers did not all warm up within 10 minutes")
             time.sleep(0.01)
         window.append(time.time())
 

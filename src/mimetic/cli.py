@@ -54,7 +54,7 @@ def _bench(args: argparse.Namespace) -> None:
         opts = bench.Options(**{k: v for k, v in vars(args).items() if k in bench.Options.__dataclass_fields__
                                 and k != "recipe"}, recipe=recipe)
         doc = bench.run(opts, command=" ".join(["mimetic", *args.argv]), log=lambda s: print(s, flush=True))
-    except (ValueError, DatasetError) as e:
+    except (ValueError, TypeError, DatasetError) as e:  # TypeError: an unknown recipe key
         raise SystemExit(f"mimetic bench: {e}")
     if args.json == "-":
         print(json.dumps(doc, indent=2))
