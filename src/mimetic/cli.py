@@ -40,6 +40,30 @@ def _train(args: argparse.Namespace) -> None:
         raise SystemExit(f"mimetic train: {e}")
 
 
+def _onoff(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected on or off")
+    return text == "on"
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from mimetic import bench, io
+
+    try:
+        recipe = json.loads(args.recipe)
+        if not isinstance(recipe, dict):
+            raise ValueError(f"--recipe must be a JSON object of recipe keys, not {type(recipe).__name__}")
+        opts = bench.Options(**{k: v for k, v in vars(args).items() if k in bench.Options.__dataclass_fields__
+                                and k != "recipe"}, recipe=recipe)
+        doc = bench.run(opts, command=" ".join(["mimetic", *args.argv]), log=lambda s: print(s, flush=True))
+    except (ValueError, TypeError, DatasetError) as e:  # TypeError: an unknown recipe key
+        raise SystemExit(f"mimetic bench: {e}")
+    if args.json == "-":
+        print(json.dumps(doc, indent=2))
+    elif args.json:
+        io.write_json(args.json, doc)
+
+
 def _prepare(args: argparse.Namespace) -> None:
     from mimetic.data.prepare import prepare
     from mimetic.data.imagenet import index
@@ -311,6 +335,45 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                         "on the CPU (gloo). batch_size is the global batch, split evenly over processes")
     x.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     t.set_defaults(func=_train)
+
+    b = sub.add_parser("bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="training images/s of the project's step vs the usual DataLoader loop",
+                       description="Time the project's training step (the run's inputs, model, optimizer, scheduler "
+                                   "and train_step) after warm-up, and in the same process the loop a timm user "
+                                   "writes (DataLoader workers, PIL transforms with the same RandAugment, autocast "
+                                   "bf16, non-fused AdamW). Prints images/s, their ratio, TFLOP/s and the fraction "
+                                   "of a matrix-product peak measured here, and peak memory. See BENCHMARKS.md.")
+    b.add_argument("--model", default="vit_tiny_patch2_32", help="model name (mimetic.models.MODELS)")
+    b.add_argument("--dataset", default="synthetic", help="the run's dataset; synthetic: CIFAR-shaped, built in")
+    b.add_argument("--data-root", default=None, help="the dataset's folder (imagenet: its index folder)")
+    b.add_argument("--recipe", default="{}", help="further recipe keys as a JSON object (e.g. crop_padding, mixup)")
+    b.add_argument("--batch-size", type=int, default=512, help="training batch size")
+    b.add_argument("--randaugment", default="rand-m9-mstd0.5-inc1", help="RandAugment spec; '' disables it")
+    b.add_argument("--images", type=int, default=50_000, help="synthetic dataset: training images")
+    b.add_argument("--test-images", type=int, default=10_000, help="synthetic dataset: test images")
+    b.add_argument("--device", default="auto", help="cuda, cuda:N or cpu; auto: cuda if visible")
+    b.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    b.add_argument("--amp", type=_onoff, default=True, metavar="on|off", help="bf16 autocast (CUDA only)")
+    b.add_argument("--fused", choices=("auto", "on", "off"), default="auto",
+                   help="fused AdamW for the project's step; auto: as a run (fused on CUDA)")
+    b.add_argument("--sdpa", type=_onoff, default=True, metavar="on|off",
+                   help="attention through F.scaled_dot_product_attention (flash/efficient kernels) or explicit "
+                        "products, in the project's step")
+    b.add_argument("--compile", choices=("off", "default", "max-autotune", "reduce-overhead"), default="off",
+                   help="torch.compile mode of the project's model (reduce-overhead: CUDA graphs); CUDA only")
+    b.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation, workers)")
+    b.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    b.add_argument("--repeats", type=int, default=5, help="timed windows; figures are their medians")
+    b.add_argument("--reference", type=_onoff, default=True, metavar="on|off", help="also time the reference loop")
+    b.add_argument("--workers", type=int, default=None,
+                   help="the reference loop's DataLoader workers (default: this process's CPUs less one)")
+    b.add_argument("--eval", type=_onoff, default=True, metavar="on|off", help="also time one evaluation pass")
+    b.add_argument("--pack", type=int, default=0,
+                   help="also time K processes training at once on the device, against one run (0: skip)")
+    b.add_argument("--matmul-size", type=int, default=None,
+                   help="side of the matrix product that measures the peak (default 8192 on CUDA, 1024 on the CPU)")
+    b.add_argument("--json", default=None, help="write the results as JSON to this file ('-': stdout)")
+    b.set_defaults(func=_bench)
 
     from mimetic.data import PREPARED_NAMES
 
