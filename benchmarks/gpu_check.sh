@@ -13,9 +13,14 @@
 #      every fast-path switch on: bf16 autocast, fused AdamW (automatic on CUDA), SDPA, compile
 #   4. bench patch 4, compile off
 #   5. packing: 4 processes training patch 4 at once on the GPU vs one
-#   6. bench patch 4, compile on
-# With --cpu, the compile steps are skipped (the trainer compiles on CUDA only) and the training
-# run is a digits one (vit_digits), since 32 px ViT-Tiny epochs take many minutes on a CPU.
+#   6. the ImageNet input path: images/s of the training input alone, decoded on the GPU and by CPU
+#      workers (benchmarks/imagenet_input.py, 500x375 JPEGs made on the spot)
+#   7. bench ImageNet ViT-Tiny/16 at 224 on those JPEGs, decoded on the GPU: the full step vs the
+#      model step alone on one batch (the input path must not be the bottleneck)
+#   8. bench patch 4, compile on
+# With --cpu, the compile steps are skipped (the trainer compiles on CUDA only), the training
+# run is a digits one (vit_digits), since 32 px ViT-Tiny epochs take many minutes on a CPU, and
+# the ImageNet steps take 8 px crops of a few JPEGs.
 # A step that fails or runs out of time is recorded and the next one runs; the whole script
 # keeps to $BUDGET seconds (default 460) by giving each step at most what is left. The result,
 # $OUT/gpu_check.json, holds every step's status, each bench's JSON, the training run's
@@ -41,6 +46,8 @@ if [[ $CPU == 1 ]]; then
     PACK=2
     TRAIN=(--recipe '{"dataset": "digits", "model": "vit_digits", "epochs": 2, "warmup_epochs": 1, "batch_size": 256}'
            --gpus 0 --threads 1)
+    INPUT=(--device cpu --images 16 --batch 4 --workers 1 --epochs 2 --model vit_digits)
+    IMAGENET=(--model vit_digits --batch-size 4 --recipe '{"decode": "device", "workers": 1}')
 else
     MODE=gpu
     BENCH=(--device cuda --batch-size 512 --images 50000 --test-images 10000 --warmup 10 --steps 20 --repeats 3)
@@ -48,11 +55,13 @@ else
     RECIPE='{"dataset": "synthetic", "model": "vit_tiny_patch2_32", "epochs": 2, "warmup_epochs": 1, "batch_size": 512,'
     RECIPE+=' "randaugment": "rand-m9-mstd0.5-inc1", "amp": true}'
     TRAIN=(--recipe "$RECIPE" --compile --gpus 1)
+    INPUT=(--device cuda --images 768 --batch 256 --workers 15 --epochs 3 --decode device cpu)
+    IMAGENET=(--model vit_tiny_patch16_224 --batch-size 256 --recipe '{"decode": "device"}')
 fi
 
 mkdir -p "$OUT"
 LOG=$OUT/gpu_check.log
-rm -rf "$OUT/parts" "$OUT/train" "$OUT/steps.tsv" "$OUT/gpu_check.json"
+rm -rf "$OUT/parts" "$OUT/train" "$OUT/imagenet" "$OUT/steps.tsv" "$OUT/gpu_check.json"
 mkdir -p "$OUT/parts"
 : > "$LOG"
 START=$SECONDS
@@ -101,12 +110,15 @@ torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() e
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
 } >> "$LOG" 2>&1
 
-bench patch2_compile_off 90 --model vit_tiny_patch2_32 --compile off
-compiled patch2_compile_on 150 --model vit_tiny_patch2_32 --compile default
-step train_2_epochs 150 python -m mimetic train "${TRAIN[@]}" --out "$OUT/train"
-bench patch4_compile_off 60 --model vit_tiny_patch4_32 --compile off
-bench patch4_pack 90 --model vit_tiny_patch4_32 --compile off --reference off --eval off --pack "$PACK"
-compiled patch4_compile_on 120 --model vit_tiny_patch4_32 --compile default
+bench patch2_compile_off 75 --model vit_tiny_patch2_32 --compile off
+compiled patch2_compile_on 120 --model vit_tiny_patch2_32 --compile default
+step train_2_epochs 120 python -m mimetic train "${TRAIN[@]}" --out "$OUT/train"
+bench patch4_compile_off 45 --model vit_tiny_patch4_32 --compile off
+bench patch4_pack 75 --model vit_tiny_patch4_32 --compile off --reference off --eval off --pack "$PACK"
+step imagenet_input 75 python benchmarks/imagenet_input.py "${INPUT[@]}" --keep "$OUT/imagenet"
+bench imagenet_device_decode 60 --dataset imagenet --data-root "$OUT/imagenet/index" --randaugment "" \
+    --reference off "${IMAGENET[@]}"
+compiled patch4_compile_on 90 --model vit_tiny_patch4_32 --compile default
 
 python -m mimetic.bench collect "$OUT" "$MODE"
 echo "== done in $((SECONDS - START)) s: $OUT/gpu_check.json, $OUT/gpu_check.log" | tee -a "$LOG"

@@ -29,6 +29,7 @@ from PIL import Image
 
 from mimetic.data.imagenet import index
 from mimetic.inputs import StreamInputs
+from mimetic.models import MODELS
 from mimetic.recipe import TrainConfig
 
 RECIPES = {
@@ -42,7 +43,7 @@ def jpeg_folder(root: Path, images: int, classes: int = 4) -> Path:
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
         for c in range(classes):
-            (root / split / f"n{c:08d}").mkdir(parents=True)
+            (root / split / f"n{c:08d}").mkdir(parents=True, exist_ok=True)
     for i in range(images):
         small = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
         big = F.interpolate(small, size=(375, 500), mode="bicubic").clamp(0, 255).to(torch.uint8)[0]
@@ -89,19 +90,24 @@ def main() -> None:
     p.add_argument("--decode", nargs="+", default=["cpu", "device"])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", default="vit_tiny_patch16_224", help="its image size is the crop size")
+    p.add_argument("--keep", default=None, help="write the JPEGs (DIR/imagenet) and their index (DIR/index) here "
+                                                "and keep them, e.g. for `mimetic bench --dataset imagenet`")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"machine: {machine(device)}; torch {torch.__version__}; {args.images} JPEGs of 500x375, 224 px crops, "
+    size = MODELS[args.model]["img_size"]
+    print(f"machine: {machine(device)}; torch {torch.__version__}; {args.images} JPEGs of 500x375, {size} px crops, "
           f"batch {args.batch}\n")
     print("| recipe | decode | workers | train images/s | eval images/s |\n|---|---|---:|---:|---:|")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
         root = jpeg_folder(Path(tmp) / "imagenet", args.images)
         index(root, Path(tmp) / "index", log=lambda s: None)
         for name, keys in RECIPES.items():
             for decode in args.decode:
                 for workers in args.workers:
-                    cfg = TrainConfig(dataset="imagenet", model="vit_tiny_patch16_224", data_root=f"{tmp}/index",
+                    cfg = TrainConfig(dataset="imagenet", model=args.model, data_root=f"{tmp}/index",
                                       batch_size=args.batch, eval_batch_size=args.batch, workers=workers,
                                       decode=decode, **keys).validate()
                     train, evals = measure(StreamInputs(cfg, device), device, args.epochs)

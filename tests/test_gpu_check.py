@@ -44,8 +44,10 @@ def test_the_script_runs_to_the_end_and_records_every_step(check):
     assert doc["mode"] == "cpu" and doc["failed"] == []
     names = [s["name"] for s in doc["steps"]]
     assert names == ["patch2_compile_off", "patch2_compile_on", "train_2_epochs", "patch4_compile_off", "patch4_pack",
-                     "patch4_compile_on"]
-    assert sorted(doc["bench"]) == ["patch2_compile_off", "patch4_compile_off", "patch4_pack"]
+                     "imagenet_input", "imagenet_device_decode", "patch4_compile_on"]
+    assert sorted(doc["bench"]) == ["imagenet_device_decode", "patch2_compile_off", "patch4_compile_off", "patch4_pack"]
+    assert doc["bench"]["imagenet_device_decode"]["config"]["dataset"] == "imagenet"
+    assert "| ResNet-style (crop + flip) | device | 1 |" in log  # the input path's table
     assert len(doc["train"]["images_per_s"]) == 2 and doc["train"]["epochs"] == 2
     assert set(doc["targets"]) == set(TARGETS) and all(t["met"] is None for t in doc["targets"].values())
     assert "is blocked" not in log
@@ -60,6 +62,7 @@ def test_every_bench_json_has_every_field(check):
             if not section:
                 continue
             skipped = name == "patch4_pack" and section in ("reference", "evaluation")
+            skipped |= name == "imagenet_device_decode" and section == "reference"
             skipped |= name != "patch4_pack" and section == "pack"
             if skipped:
                 assert set(bench[section]) == {"skipped"}, (name, section)
@@ -69,6 +72,7 @@ def test_every_bench_json_has_every_field(check):
         assert bench["switches"]["compile_applied"] is False  # the CPU runs eager
     pack = doc["bench"]["patch4_pack"]["pack"]
     assert pack["runs"] == 2 and len(pack["per_run"]) == 2 and pack["aggregate_images_per_s"] > 0
+    assert 0 < doc["targets"]["imagenet_full_vs_model_step"]["value"] <= 1.5
     reference = doc["bench"]["patch2_compile_off"]["reference"]
     assert reference["images_augmented"] >= 4 and reference["workers"] == 1
     assert doc["bench"]["patch2_compile_off"]["ratio"] > 0

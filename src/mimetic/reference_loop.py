@@ -129,7 +129,7 @@ def reference(cfg: TrainConfig, opts: Options, device: torch.device, data: Any, 
     mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, num_classes=data.num_classes)
              if cfg.mixup > 0 or cfg.cutmix > 0 else None)
     model = build_model(cfg, num_classes=data.num_classes, in_chans=data.channels).to(device)  # timm's attention
-    optimizer = build_optimizer(cfg, model, torch.device("cpu"))  # timm AdamW, not fused: torch's default
+    optimizer = build_optimizer(cfg, model, device, fused=False)  # timm AdamW, not fused: torch's default
     scheduler = build_scheduler(cfg, optimizer, len(loader))
     counts = {"images": 0, "zero": 0, "caught": 0}
     updates = 0

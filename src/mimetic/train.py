@@ -58,11 +58,13 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], amp: bo
     return (totals[0] / totals[2]).item(), (100 * totals[1] / totals[2]).item()
 
 
-def build_optimizer(cfg: TrainConfig, net: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """timm's AdamW (no decay on norms, biases, embeddings); fused, one kernel for the whole
-    update, on CUDA (the CPU keeps the reference implementation)."""
+def build_optimizer(cfg: TrainConfig, net: nn.Module, device: torch.device, fused: bool | None = None
+                    ) -> torch.optim.Optimizer:
+    """timm's AdamW (no decay on norms, biases, embeddings). fused: one kernel for the whole
+    update; default (None) on CUDA, while the CPU keeps the reference implementation."""
+    fused = device.type == "cuda" if fused is None else fused
     return create_optimizer_v2(net, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.opt_eps,
-                               **({"fused": True} if device.type == "cuda" else {}))
+                               **({"fused": True} if fused else {}))
 
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: int) -> CosineLRScheduler:
