@@ -42,7 +42,8 @@ def indexed(folder, tmp_path_factory) -> Path:
 
 
 def recipe(indexed: Path, **kw) -> TrainConfig:
-    base = dict(dataset="imagenet", model="vit_tiny_patch4_32", data_root=str(indexed), batch_size=8, epochs=2,
+    # vit_digits: 8 px crops, 4 small layers; the input path is the same at any size
+    base = dict(dataset="imagenet", model="vit_digits", data_root=str(indexed), batch_size=8, epochs=2,
                 warmup_epochs=1, lr=1e-3, workers=0)
     return TrainConfig(**{**base, **kw}).validate()
 
@@ -79,7 +80,7 @@ def test_class_and_per_class_subsets(folder, tmp_path):
 
 def test_every_image_comes_out_rgb_at_the_model_size(indexed):
     x, y = next(iter(StreamInputs(recipe(indexed, batch_size=27), CPU).epoch(0)))
-    assert x.shape == (27, 3, 32, 32) and sorted(y.tolist()) == [0] * 11 + [1] * 8 + [2] * 8
+    assert x.shape == (27, 3, 8, 8) and sorted(y.tolist()) == [0] * 11 + [1] * 8 + [2] * 8
     test = list(StreamInputs(recipe(indexed, eval_batch_size=4), CPU).test())
     assert [len(yb) for _, yb in test] == [4, 4, 1]
     assert torch.cat([yb for _, yb in test]).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
@@ -225,7 +226,7 @@ def test_workflow_indexes_and_trains_both_arms(folder, tmp_path):
     config = {
         "seeds": [0],
         "arms": {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}},
-        "experiments": {"imagenet": {"dataset": "imagenet", "model": "vit_tiny_patch4_32", "epochs": 2,
+        "experiments": {"imagenet": {"dataset": "imagenet", "model": "vit_digits", "epochs": 2,
                                      "batch_size": 9, "warmup_epochs": 1, "eval_batch_size": 5, "workers": 1,
                                      "checkpoint_steps": 2, "gpus": 0}},
         "data": {"imagenet": {"root": str(folder)}},
@@ -246,7 +247,7 @@ def test_workflow_indexes_and_trains_both_arms(folder, tmp_path):
         assert (summary["experiment"], summary["arm"], summary["init"], summary["seed"]) == ("imagenet", arm, arm, 0)
         assert summary["config"]["dataset"] == "imagenet" and summary["decode"] == "cpu"
         assert summary["parameters"] == sum(t.numel() for t in load_file(folder_ / "final.safetensors").values())
-        assert load_file(folder_ / "final.safetensors")["head.weight"].shape == (3, 192)
+        assert load_file(folder_ / "final.safetensors")["head.weight"].shape == (3, 96)
         metrics = pd.read_csv(folder_ / "metrics.csv")
         assert metrics["epoch"].tolist() == [1, 2] and metrics.notna().all().all()
         assert metrics["test_acc"].iloc[-1] == pytest.approx(summary["final_test_acc"])
