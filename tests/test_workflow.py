@@ -114,6 +114,18 @@ def test_reordered_keys_and_execution_keys_retrain_nothing(pipeline, execution):
     assert planned == ({"provenance"} if execution else set()), proc.stdout[-3000:]
 
 
+def test_the_tracked_recipe_lists_only_what_differs_from_the_trainers_defaults(pipeline):
+    """So a recipe key added to the trainer later, at a default that keeps what runs compute,
+    re-runs no finished run; summary.json still records every key."""
+    proc = snakemake(pipeline, TINY, "-n", "--cores", "1", "-p", "--forcerun", "train_run")
+    recipes = {r["init"]: r for r in map(json.loads, re.findall(r"--recipe '(\{.*?\})'", proc.stdout))}
+    assert recipes["default"] == {"batch_size": 256, "dataset": "digits", "epochs": 2, "init": "default",
+                                  "init_params": {}, "lr": 0.002, "model": "vit_digits", "warmup_epochs": 1}
+    assert set(recipes) == {"default", "mimetic"}
+    summary = json.loads((pipeline / "results/runs/digits/default/seed0/summary.json").read_text())
+    assert set(summary["config"]) == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
 def test_a_recipe_change_retrains_every_run_of_it(pipeline):
     config = json.loads(json.dumps(TINY))
     config["experiments"]["digits"]["lr"] = 0.001

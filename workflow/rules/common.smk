@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shlex
@@ -120,14 +121,24 @@ def run_records(filename="summary.json"):
     ]
 
 
+# The trainer's defaults, which a run recipe leaves out (see run_recipe).
+RECIPE_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(recipe.TrainConfig)
+    if f.name not in EXECUTION
+}
+
+
 def run_recipe(wildcards):
     """What one run computes, as canonical JSON (sorted keys, one encoding): its experiment's
-    recipe less the execution keys, and its arm's init. Snakemake tracks this parameter, so a
-    real recipe change re-runs the run and a reordered config file does not."""
+    recipe less the execution keys and the keys at the trainer's default, and its arm's init.
+    Snakemake tracks this parameter, so a real recipe change re-runs the run, and neither a
+    reordered config file nor a recipe key added to the trainer later (at a default that keeps
+    what runs compute) does. summary.json records every key."""
     recipe = {
         k: v
         for k, v in config["experiments"][wildcards.experiment].items()
-        if k not in EXECUTION
+        if k not in EXECUTION and not (k in RECIPE_DEFAULTS and v == RECIPE_DEFAULTS[k])
     }
     arm = config["arms"][wildcards.arm]
     recipe.update(init=arm["init"], init_params=arm["params"])
