@@ -38,11 +38,10 @@ from torchvision.transforms import InterpolationMode
 
 from mimetic import io
 from mimetic.distributed import Dist
-from mimetic.data.core import DATA_DIR, DatasetError, DatasetUnavailable, Outputs, output_files
+from mimetic.data.core import DatasetError, DatasetUnavailable, Outputs, output_files
 
 SPLITS = ("train", "val")
 ROOT_KEY = "data.imagenet.root"
-OUT = DATA_DIR / "imagenet"
 # timm's IMAGENET_DEFAULT_MEAN / _STD
 MEAN = torch.tensor([0.485, 0.456, 0.406])
 STD = torch.tensor([0.229, 0.224, 0.225])
