@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mimetic.data import ImageData, imagenet, load_dataset
-from mimetic.data.augment import RandAugment, mix, random_crop, random_erasing, random_flip
+from mimetic.data.augment import RandAugment, generator, mix, random_crop, random_erasing, random_flip
 from mimetic.data.core import DATA_DIR, STREAMED, DatasetUnavailable
 from mimetic.distributed import Dist
 from mimetic.models import MODELS
@@ -40,14 +40,6 @@ class Inputs(Protocol):
 
     def test(self) -> Iterator[Batch]:
         """This rank's share of the test set, normalized, in batches of cfg.eval_batch_size."""
-
-
-def _generator(*key: int) -> torch.Generator:
-    # A fixed mixing of the key into one 63-bit seed; the same on every machine.
-    seed = 0
-    for k in key:
-        seed = (seed * 1_000_003 + k) % 2**63
-    return torch.Generator().manual_seed(seed)
 
 
 def _after_normalize(x: Tensor, y: Tensor, cfg: TrainConfig, num_classes: int, gen: torch.Generator) -> Batch:
@@ -93,7 +85,7 @@ class MemoryInputs:
         if start:
             raise ValueError(f"{self.cfg.dataset} is held in memory and resumes at epoch boundaries, not step {start}")
         # One generator per (seed, epoch): resuming at an epoch needs no saved data RNG.
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        gen = generator(self.cfg.seed, epoch)
         perm = torch.randperm(len(self.x), generator=gen).to(self.x.device)
         for step in range(self.steps):
             idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
@@ -186,7 +178,7 @@ class StreamInputs:
         self.sampler.set_epoch(epoch, start)
         for step, batch in enumerate(self.train_loader, start=start):
             x, y = self._images(batch), batch.labels.to(self.device, non_blocking=True)
-            gen = _generator(self.cfg.seed, epoch, step, self.dist.rank)
+            gen = generator(self.cfg.seed, epoch, step, self.dist.rank)
             if self.randaugment:
                 x = self.randaugment(x, gen, self.fill)
             yield _after_normalize(self.normalize(x), y, self.cfg, self.num_classes, gen)

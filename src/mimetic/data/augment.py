@@ -15,6 +15,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded by the integers `key`, e.g. (seed, epoch) or (seed, epoch, step, rank):
+    a fixed mixing into one 63-bit seed, the same on every machine ((seed, epoch) gives
+    seed * 1_000_003 + epoch)."""
+    seed = 0
+    for k in key:
+        seed = (seed * 1_000_003 + k) % 2**63
+    return torch.Generator().manual_seed(seed)
+
+
 def _rand(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> Tensor:
     # Draw on the CPU generator, then move: identical numbers on every device.
     return torch.rand(shape, generator=gen).to(device)

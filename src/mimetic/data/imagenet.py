@@ -37,6 +37,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 
 from mimetic import io
+from mimetic.data.augment import generator
 from mimetic.distributed import Dist
 from mimetic.data.core import DatasetError, DatasetUnavailable, Outputs, output_files
 
@@ -343,8 +344,7 @@ class EpochSampler(Sampler[list[tuple[int, int]]]):
         return self.n // self.batch_size - self.start
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=gen).tolist()
+        perm = torch.randperm(self.n, generator=generator(self.seed, self.epoch)).tolist()
         mine = Dist(self.rank, self.world).shard(self.batch_size)
         for step in range(self.start, self.n // self.batch_size):
             batch = perm[step * self.batch_size : (step + 1) * self.batch_size]
