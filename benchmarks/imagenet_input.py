@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from augment_throughput import machine  # this folder's scripts share their machine line
 
 from mimetic.data.imagenet import index
 from mimetic.inputs import StreamInputs
@@ -71,14 +72,6 @@ def measure(inputs: StreamInputs, device: torch.device, epochs: int) -> tuple[fl
         sync(device)
         evals.append(n / (time.perf_counter() - t0))
     return statistics.median(train[1:]), statistics.median(evals[1:])
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in lscpu if line.startswith("Model name")), "CPU")
-    return f"{model}, {torch.get_num_threads()} torch thread(s)"
 
 
 def main() -> None:

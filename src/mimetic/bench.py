@@ -129,11 +129,13 @@ def environment(device: torch.device) -> dict[str, Any]:
     import timm
     import torchvision
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"device": name, "device_type": device.type, "torch": torch.__version__, "timm": timm.__version__,
-            "torchvision": torchvision.__version__, "pillow": PIL.__version__, "python": platform.python_version(),
-            "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
-            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    from mimetic.inputs import available_cpus
+    from mimetic.provenance import device_name
+
+    return {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+            "timm": timm.__version__, "torchvision": torchvision.__version__, "pillow": PIL.__version__,
+            "python": platform.python_version(), "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
+            "cpus": available_cpus()}
 
 
 def matmul_peak(device: torch.device, size: int | None = None, repeats: int = 5) -> dict[str, Any]:

@@ -106,12 +106,16 @@ class MemoryInputs:
             yield self.normalize(x[i : i + batch_size]), y[i : i + batch_size]
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use (SLURM's cpus-per-task, taskset), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    """DataLoader workers per training process: the CPUs this process may use (SLURM's
-    cpus-per-task, taskset) shared among the node's ranks, one kept for the training loop."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """DataLoader workers per training process: the available CPUs shared among the node's
+    ranks, one kept for the training loop."""
     ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, cpus // ranks - 1)
+    return max(1, available_cpus() // ranks - 1)
 
 
 def resolve_decode(decode: str, device: torch.device) -> str:

@@ -69,6 +69,15 @@ def code_version(package_dir: str | os.PathLike = PACKAGE_DIR) -> dict[str, Any]
             "source_dir": str(package_dir)}
 
 
+def device_name(device: Any) -> str:
+    """A torch.device's name: the GPU's model, or the CPU's as Python sees it."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     """What produced a run: code version, package versions, host."""
     import numpy

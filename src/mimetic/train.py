@@ -13,7 +13,6 @@ The public pieces (build_optimizer, build_scheduler, train_step, evaluate) are w
 from __future__ import annotations
 
 import contextlib
-import platform
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,14 +28,8 @@ from torch import Tensor, nn
 from mimetic import io
 from mimetic.distributed import Dist, setup_distributed
 from mimetic.inputs import StreamInputs, make_inputs
-from mimetic.provenance import environment
+from mimetic.provenance import device_name, environment
 from mimetic.recipe import TrainConfig, build_model
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -246,7 +239,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
         "epochs": cfg.epochs, "wall_time": elapsed,
         # The run's identity: what aggregation groups and pairs by.
         "experiment": experiment or cfg.dataset, "arm": arm or cfg.init, "seed": cfg.seed, "init": cfg.init,
-        "init_params": cfg.init_params, "config": cfg.to_dict(), "device": _device_name(dev), "device_type": dev.type,
+        "init_params": cfg.init_params, "config": cfg.to_dict(), "device": device_name(dev), "device_type": dev.type,
         "processes": dist.world, "decode": inputs.decode if isinstance(inputs, StreamInputs) else None,
         "parameters": sum(p.numel() for p in net.parameters()),
         "environment": environment(),

@@ -214,14 +214,18 @@ def collate(items: list[Item]) -> Items:
                  [items[k] for k in raw], torch.tensor(raw, dtype=torch.long))
 
 
-def _jpeg_bytes(path: str) -> tuple[Tensor | None, tuple[int, int]]:
-    """(raw bytes, (width, height)) of a JPEG nvJPEG can decode, or (None, size) for anything else."""
-    with Image.open(path) as img:
-        size, ok = img.size, img.format == "JPEG" and img.mode in ("RGB", "L")
-    if not ok:
-        return None, size
-    with open(path, "rb") as f:
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8), size
+def _jpeg_bytes(path: str) -> tuple[Tensor, tuple[int, int]] | None:
+    """(raw bytes, (width, height)) of a JPEG nvJPEG can decode; None for anything else, an
+    unreadable header included (the caller's PIL decode then names the file)."""
+    try:
+        with Image.open(path) as img:
+            size, ok = img.size, img.format == "JPEG" and img.mode in ("RGB", "L")
+        if not ok:
+            return None
+        with open(path, "rb") as f:
+            return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8), size
+    except Exception:  # noqa: BLE001 - any failure: decoded by PIL instead
+        return None
 
 
 class _Images(Dataset):
@@ -247,10 +251,8 @@ class TrainImages(_Images):
         i, epoch = key
         path, label = self.samples[i]
         rng = random.Random(f"{self.seed}-{epoch}-{i}")  # str seeds hash the same in every process
-        try:
-            data, size = _jpeg_bytes(path) if self.decode == "device" else (None, None)
-        except Exception:  # noqa: BLE001 - unreadable header: _open below names the file
-            data, size = None, None
+        raw = _jpeg_bytes(path) if self.decode == "device" else None
+        data, size = raw if raw else (None, None)
         if data is None:
             img = _open(path)
             size = img.size
@@ -275,12 +277,9 @@ class EvalImages(_Images):
 
     def __getitem__(self, i: int) -> Item:
         path, label = self.samples[i]
-        try:
-            data = _jpeg_bytes(path)[0] if self.decode == "device" else None
-        except Exception:  # noqa: BLE001
-            data = None
-        if data is not None:
-            return Item(data, label, path)
+        raw = _jpeg_bytes(path) if self.decode == "device" else None
+        if raw:
+            return Item(raw[0], label, path)
         return Item(_center(_rgb_tensor(_open(path)), self.size, self.crop_pct, self.interpolation), label, path)
 
 
