@@ -3,9 +3,10 @@
 Not a test. Run from the repository root:
     PYTHONPATH=src python benchmarks/augment_throughput.py [--device cuda] [--threads 1]
 
-1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as inputs.MemoryInputs uses it:
-   crop+flip, RandAugment rand-m9-mstd0.5-inc1, normalise+mixup, normalise+cutmix, and the
-   whole MemoryInputs pipeline (crop 4, flip, RandAugment, mixup/cutmix).
+1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as inputs.MemoryInputs uses it
+   (each planned on the host, its plan copied, applied on the device): crop+flip, RandAugment
+   rand-m9-mstd0.5-inc1, normalise+mixup, normalise+cutmix, and the whole MemoryInputs pipeline
+   (crop 4, flip, RandAugment, mixup/cutmix), made in place and made ahead in a thread.
 The ImageNet input path is measured by benchmarks/imagenet_input.py.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from mimetic.data import load_dataset
-from mimetic.data.augment import RandAugment, mix, random_crop, random_flip
+from mimetic.data.augment import BatchAugment, Draws, RandAugment, crop_flip, mix, plan_crop_flip, plan_mix
 from mimetic.recipe import TrainConfig
 from mimetic.inputs import MemoryInputs
 
@@ -45,29 +46,41 @@ def rate(fn: Callable[[], object], images: int, device: torch.device, repeats: i
 
 
 def device_path(device: torch.device, batch: int, repeats: int) -> dict[str, float]:
+    """Each augmentation as a run does it: planned on the host, one copy, applied on the device."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, generator=gen).to(device)
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
-    ra = RandAugment.parse("rand-m9-mstd0.5-inc1")
-    fill = torch.tensor([125.0, 123.0, 114.0])
-    mean = torch.tensor([0.49, 0.48, 0.45], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.25, 0.24, 0.26], device=device).view(1, 3, 1, 1)
+    augment = BatchAugment(device, (3, 32, 32), 10, torch.tensor([0.49, 0.48, 0.45]), torch.tensor([0.25, 0.24, 0.26]),
+                           seed=0, crop_padding=4, flip=True, randaugment=RandAugment.parse("rand-m9-mstd0.5-inc1"))
+    eye = torch.eye(10, device=device)
 
-    def norm(v: torch.Tensor) -> torch.Tensor:
-        return (v.float() / 255 - mean) / std
+    def planned(plan, work):
+        def run():
+            d = Draws()
+            plan(d)
+            return work(d, d.to(device))
+        return run
 
+    whole = slice(None)
     results = {
-        "crop (pad 4) + flip": rate(lambda: random_flip(random_crop(x, 4, gen), gen), batch, device, repeats),
-        "RandAugment rand-m9-mstd0.5-inc1": rate(lambda: ra(x, gen, fill), batch, device, repeats),
-        "normalise + mixup (alpha 0.8)": rate(lambda: mix(norm(x), y, 10, 0.8, 0.0, gen), batch, device, repeats),
-        "normalise + cutmix (alpha 1.0)": rate(lambda: mix(norm(x), y, 10, 0.0, 1.0, gen), batch, device, repeats),
+        "crop (pad 4) + flip": planned(lambda d: plan_crop_flip(d, gen, batch, whole, 4, True),
+                                       lambda d, t: crop_flip(x, 4, t)),
+        "RandAugment rand-m9-mstd0.5-inc1": planned(lambda d: augment.randaugment.plan(d, gen, batch, whole, 32, 32),
+                                                    lambda d, t: augment.randaugment.apply(x.clone(), d, t,
+                                                                                           augment.fill)),
+        "normalise + mixup (alpha 0.8)": planned(lambda d: plan_mix(d, gen, 32, 32, 0.8, 0.0),
+                                                 lambda d, t: mix(augment.normalize(x), eye[y], d)),
+        "normalise + cutmix (alpha 1.0)": planned(lambda d: plan_mix(d, gen, 32, 32, 0.0, 1.0),
+                                                  lambda d, t: mix(augment.normalize(x), eye[y], d)),
     }
+    results = {name: rate(fn, batch, device, repeats) for name, fn in results.items()}
     data = load_dataset("synthetic")  # 2048 CIFAR-shaped images: 4 batches of 512
     cfg = TrainConfig(dataset="synthetic", model="vit_tiny_patch2_32", batch_size=batch, crop_padding=4,
                       randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0).validate()
-    batches = MemoryInputs(cfg, device, data=data)
-    results["MemoryInputs: crop+flip+RandAugment+mixup/cutmix"] = rate(
-        lambda: [b for b in batches.epoch(0)], batches.steps * batches.batch_size, device, repeats)
+    for ahead in (0, 2):
+        batches = MemoryInputs(cfg, device, data=data, prefetch=ahead)
+        results[f"MemoryInputs, prefetch {ahead}: crop+flip+RandAugment+mixup/cutmix"] = rate(
+            lambda: [b for b in batches.epoch(0)], batches.steps * batches.batch_size, device, repeats)
     return results
 
 

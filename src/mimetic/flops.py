@@ -1,6 +1,7 @@
-"""Training FLOPs per image of a model: counted, not estimated, with torch's FlopCounterMode.
+"""Work per training step, counted, not estimated: FLOPs of the model (FlopCounterMode) and the
+copies and kernels a step asks of its device (DeviceWork).
 
-What is counted is the model's matrix work (matrix products, the patch embedding's convolution,
+FLOPs: what is counted is the model's matrix work (matrix products, the patch embedding's convolution,
 attention's two products) in one forward and one backward pass, the convention of "model
 FLOPs": an achieved TFLOP/s figure divides these by the time a training step takes. Element-wise
 work (norms, GELU, softmax, the optimizer) is not counted, and neither is the recomputation that
@@ -11,10 +12,13 @@ runs, because it is taken with attention as two explicit products (see `training
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -49,3 +53,29 @@ def training_flops(model: nn.Module, image_shape: tuple[int, int, int], *, batch
     if total % batch:
         raise AssertionError(f"{total} FLOPs do not divide over a batch of {batch}: the count is not per image")
     return total // batch
+
+
+class DeviceWork(TorchDispatchMode):
+    """Counts what ran on a device: copies from the host and kernels (every non-view operator with
+    an output there). Run the code with its device faked as `meta`: nothing is computed, any host
+    synchronization fails (a meta tensor has no value to read), and the counts are what a GPU
+    would be asked to do. Counts this thread only."""
+
+    _ALLOCATIONS = ("aten::empty", "aten::empty_strided")
+
+    def __init__(self, device: str = "meta"):
+        super().__init__()
+        self.device, self.copies, self.kernels = device, 0, 0
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        outputs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.device.type == self.device]
+        if outputs:
+            inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            if func._schema.name in ("aten::_to_copy", "aten::copy_") and any(t.device.type == "cpu" for t in inputs):
+                self.copies += 1
+            elif not func.is_view and func._schema.name not in self._ALLOCATIONS:
+                self.kernels += 1
+                self.ops[func._schema.name] += 1
+        return out
