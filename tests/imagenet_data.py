@@ -40,7 +40,7 @@ def imagenet_folder(root: Path, train: int = 8, val: int = 3, seed: int = 0) -> 
             pool = digits.images[digits.target == label]
             for k in range(n):
                 size = (int(rng.integers(40, 90)), int(rng.integers(36, 70)))
-                img = _image(pool[k + (0 if split == "train" else 100)], color, size, rng)
+                img = _image(pool[(k + (0 if split == "train" else 100)) % len(pool)], color, size, rng)
                 img.save(folder / f"{wnid}_{k}.JPEG", quality=90)
     cls = root / "train" / WNIDS[0]
     _image(digits.images[0], COLORS[0], (60, 50), rng).convert("L").save(cls / f"{WNIDS[0]}_grey.JPEG")

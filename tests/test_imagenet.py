@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import mimetic.train
 from mimetic.data import DatasetError, DatasetUnavailable
+from mimetic.data import imagenet
 from mimetic.data.imagenet import EpochSampler, index
 from mimetic.inputs import StreamInputs
 from mimetic.recipe import TrainConfig, build_model
@@ -124,9 +125,10 @@ def test_cpu_and_device_decoding_give_the_same_crops(indexed):
         (x, y), = list(cpu.epoch(0))
         (x2, y2), = list(dev.epoch(0))
         assert torch.equal(y, y2)
-        assert ((x - x2) * cpu.std * 255).abs().max() <= 1.01
+        grey = imagenet.STD.view(3, 1, 1) * 255  # a normalized difference in grey levels
+        assert ((x - x2) * grey).abs().max() <= 1.01
         t, t2 = next(iter(cpu.test())), next(iter(dev.test()))
-        assert torch.equal(t[0], t2[0])
+        assert ((t[0] - t2[0]) * grey).abs().max() <= 1.01
 
 
 def test_sampler_ranks_split_each_global_batch():
@@ -268,8 +270,6 @@ def test_imagenet_config_plans_and_needs_its_root(tmp_path):
 
 
 def test_a_jpeg_the_device_decoder_rejects_is_read_with_pil(indexed, monkeypatch):
-    import mimetic.data.imagenet as imagenet
-
     cfg = recipe(indexed, batch_size=27, decode="device")
     (expected, _), = list(StreamInputs(cfg, CPU).epoch(0))
     real, singles = imagenet.decode_jpeg, []
@@ -284,3 +284,47 @@ def test_a_jpeg_the_device_decoder_rejects_is_read_with_pil(indexed, monkeypatch
     (x, _), = list(StreamInputs(cfg, CPU).epoch(0))
     assert sum(singles) == 25  # every JPEG on its own (the CMYK and PNG files came decoded)
     assert ((x - expected) * imagenet.STD.view(3, 1, 1) * 255).abs().max() <= 1.01
+
+
+# --- batches of a thousand files, and workers that die -------------------------------------------
+
+@pytest.fixture(scope="module")
+def thousands(tmp_path_factory) -> Path:
+    """1,100 training and 1,100 validation JPEGs, indexed: one batch of 1024 each way."""
+    root = tmp_path_factory.mktemp("thousands")
+    imagenet_folder(root / "folder", train=367, val=367)
+    index(root / "folder", root / "index", workers=2, log=lambda s: None)
+    return root / "index"
+
+
+def test_device_decoding_at_batch_1024_runs_under_the_usual_open_file_limit(thousands, tmp_path):
+    """Each batch crosses the worker queue as a few tensors, not one per file: 4 workers at batch
+    1024 (training and evaluation) fit in a soft limit of 1024 open files (one file per image hung)."""
+    import resource
+
+    cfg = recipe(thousands, batch_size=1024, eval_batch_size=1024, epochs=1, warmup_epochs=0, workers=4,
+                 decode="device").to_dict()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    proc = subprocess.run([sys.executable, "-m", "mimetic", "train", "--recipe", json.dumps(cfg), "--gpus", "0",
+                           "--threads", "1", "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["decode"] == "device" and summary["epochs"] == 1
+    assert pd.read_csv(tmp_path / "run/metrics.csv")["test_acc"].notna().all()
+
+
+def test_a_worker_that_dies_stops_the_run_with_the_likely_causes(indexed, monkeypatch):
+    import signal
+    import time
+
+    monkeypatch.setattr(StreamInputs, "timeout", 5.0)
+    inputs = StreamInputs(recipe(indexed, batch_size=4, workers=2), CPU, prefetch=0)
+    batches = inputs.epoch(0)
+    next(batches)
+    for worker in inputs.train_loader._iterator._workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    with pytest.raises(DatasetError, match=r"DataLoader workers stopped .*ulimit -n"):
+        list(batches)
+    assert time.monotonic() - t0 < 30

@@ -23,6 +23,7 @@ import csv
 import dataclasses
 import math
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,9 +38,16 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 
 from mimetic import io
-from mimetic.data.augment import generator
+from mimetic.data.augment import Draws, _arange, generator
+
 from mimetic.distributed import Dist
 from mimetic.data.core import DatasetError, DatasetUnavailable, Outputs, output_files
+
+# torchvision 0.29 marks its decoders deprecated in favour of TorchCodec (>= 0.16). Kept on
+# purpose (BENCHMARKS.md, "Which JPEG decoder"): its CUDA path is read and its stream hazard
+# handled (to_images); TorchCodec's CUDA decoder has the same hazard and is unverified here.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
+                        category=DeprecationWarning)
 
 SPLITS = ("train", "val")
 ROOT_KEY = "data.imagenet.root"
@@ -178,52 +186,86 @@ def crop_box(width: int, height: int, rng: random.Random) -> tuple[int, int, int
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-@dataclasses.dataclass
-class Item:
-    """One image on its way to the device: decoded pixels (uint8, 3 x H x W, already cropped and
-    resized on the "cpu" path) or the JPEG file's bytes (1-D uint8), and what remains to do."""
+# --- one batch across the worker queue ---------------------------------------------------------
+#
+# A batch crosses the DataLoader's queue as five tensors whatever its size (each tensor is one
+# shared-memory file): the JPEG files still to decode end to end in one byte tensor, a table of
+# what to do with each, and the images a worker decoded itself stacked in one. One tensor per
+# file, as before, took a file descriptor per image and hung the run at the usual 1024 limit.
 
-    data: Tensor
+# Columns of Packed.raw: where the file's bytes are, the image's size from its header, and its
+# resampling: the window (top, left, h, w) of the decoded image that is resized to
+# (full_h, full_w), of which rows off_y.. and columns off_x.. (size x size) are kept, then flipped.
+# Training: the random-resized crop's box, resized to size x size. Evaluation: the whole image,
+# resized so its short side is size / crop_pct, then the centre crop.
+RAW = ("pos", "byte_start", "byte_len", "img_h", "img_w", "top", "left", "h", "w", "full_h", "full_w", "off_y",
+       "off_x", "flip")
+_C = {name: i for i, name in enumerate(RAW)}
+
+
+@dataclasses.dataclass
+class Encoded:
+    """A JPEG file to decode on the device, with its resampling (RAW's columns from img_h on)."""
+
+    data: bytes
     label: int
+    plan: tuple[int, ...]
     path: str
-    box: tuple[int, int, int, int] | None = None  # crop (top, left, h, w); None: centre crop for evaluation
-    flip: bool = False
 
 
 @dataclasses.dataclass
-class Items:
-    """A batch (the collate function's output, made in the worker): the images that came decoded,
-    stacked there (so the training process only copies one tensor to the device), and the files
-    still to decode, each with its position in the batch."""
+class Decoded:
+    """An image the worker decoded and resampled itself (PIL): uint8, 3 x size x size."""
 
-    labels: Tensor
-    decoded: Tensor  # (n, 3, S, S) uint8
-    decoded_at: Tensor
-    raw: list[Item]
-    raw_at: Tensor
-
-    def pin_memory(self) -> "Items":  # DataLoader(pin_memory=True) calls this
-        return dataclasses.replace(self, labels=self.labels.pin_memory(), decoded=self.decoded.pin_memory())
+    image: Tensor
+    label: int
 
 
-def collate(items: list[Item]) -> Items:
-    done = [k for k, it in enumerate(items) if it.data.ndim == 3]
-    raw = [k for k, it in enumerate(items) if it.data.ndim == 1]
-    decoded = torch.stack([items[k].data for k in done]) if done else torch.empty(0, dtype=torch.uint8)
-    return Items(torch.tensor([it.label for it in items]), decoded, torch.tensor(done, dtype=torch.long),
-                 [items[k] for k in raw], torch.tensor(raw, dtype=torch.long))
+@dataclasses.dataclass
+class Packed:
+    """A batch, made by `collate` in a worker."""
+
+    labels: Tensor  # (n,) int64
+    data: Tensor  # uint8: the files still to decode, end to end
+    raw: Tensor  # (files, len(RAW)) int64
+    decoded: Tensor  # (k, 3, size, size) uint8
+    decoded_at: Tensor  # (k,) int64: their positions in the batch
+    paths: list[str]  # of the files in `data` (pickled with the batch: no shared memory)
+
+    def pin_memory(self) -> "Packed":  # DataLoader(pin_memory=True) calls this
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).pin_memory()
+                                            for f in dataclasses.fields(self) if f.name != "paths"})
 
 
-def _jpeg_bytes(path: str) -> tuple[Tensor, tuple[int, int]] | None:
-    """(raw bytes, (width, height)) of a JPEG nvJPEG can decode; None for anything else, an
-    unreadable header included (the caller's PIL decode then names the file)."""
+def collate(items: list[Encoded | Decoded]) -> Packed:
+    raw, data, paths, decoded, decoded_at, start = [], [], [], [], [], 0
+    for pos, it in enumerate(items):
+        if isinstance(it, Encoded):
+            raw.append((pos, start, len(it.data), *it.plan))
+            data.append(it.data)
+            paths.append(it.path)
+            start += len(it.data)
+        else:
+            decoded.append(it.image)
+            decoded_at.append(pos)
+    return Packed(torch.tensor([it.label for it in items]),
+                  torch.frombuffer(bytearray(b"".join(data)), dtype=torch.uint8) if data
+                  else torch.empty(0, dtype=torch.uint8),
+                  torch.tensor(raw, dtype=torch.long).view(-1, len(RAW)),
+                  torch.stack(decoded) if decoded else torch.empty(0, 3, 0, 0, dtype=torch.uint8),
+                  torch.tensor(decoded_at, dtype=torch.long), paths)
+
+
+def _jpeg(path: str) -> tuple[bytes, tuple[int, int]] | None:
+    """(the file's bytes, (width, height)) of a JPEG the device decoder takes; None for anything
+    else, an unreadable header included (the caller's PIL decode then names the file)."""
     try:
         with Image.open(path) as img:
             size, ok = img.size, img.format == "JPEG" and img.mode in ("RGB", "L")
         if not ok:
             return None
         with open(path, "rb") as f:
-            return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8), size
+            return f.read(), size
     except Exception:  # noqa: BLE001 - any failure: decoded by PIL instead
         return None
 
@@ -247,23 +289,28 @@ class TrainImages(_Images):
         super().__init__(samples, size, interpolation, decode)
         self.seed, self.flip = seed, flip
 
-    def __getitem__(self, key: tuple[int, int]) -> Item:
+    def __getitem__(self, key: tuple[int, int]) -> Encoded | Decoded:
         i, epoch = key
         path, label = self.samples[i]
         rng = random.Random(f"{self.seed}-{epoch}-{i}")  # str seeds hash the same in every process
-        raw = _jpeg_bytes(path) if self.decode == "device" else None
-        data, size = raw if raw else (None, None)
-        if data is None:
-            img = _open(path)
-            size = img.size
-        box = crop_box(*size, rng)
+        jpeg = _jpeg(path) if self.decode == "device" else None
+        img = None if jpeg else _open(path)
+        width, height = jpeg[1] if jpeg else img.size
+        top, left, h, w = crop_box(width, height, rng)
         flip = self.flip and rng.random() < 0.5
-        if data is None:
-            top, left, h, w = box
-            img = TF.resized_crop(img, top, left, h, w, [self.size, self.size], self.interpolation)
-            out = _rgb_tensor(img)
-            return Item(out.flip(-1) if flip else out, label, path)
-        return Item(data, label, path, box, flip)
+        if jpeg:
+            plan = (height, width, top, left, h, w, self.size, self.size, 0, 0, int(flip))
+            return Encoded(jpeg[0], label, plan, path)
+        out = _rgb_tensor(TF.resized_crop(img, top, left, h, w, [self.size, self.size], self.interpolation))
+        return Decoded(out.flip(-1) if flip else out, label)
+
+
+def eval_geometry(width: int, height: int, size: int, crop_pct: float) -> tuple[int, int, int, int]:
+    """timm's evaluation transform as (full_h, full_w, off_y, off_x): torchvision's Resize of the
+    short side to floor(size / crop_pct), then CenterCrop(size)."""
+    short = math.floor(size / crop_pct)
+    full_h, full_w = (short, int(short * width / height)) if height <= width else (int(short * height / width), short)
+    return full_h, full_w, int(round((full_h - size) / 2.0)), int(round((full_w - size) / 2.0))
 
 
 class EvalImages(_Images):
@@ -275,12 +322,14 @@ class EvalImages(_Images):
         super().__init__(samples, size, interpolation, decode)
         self.crop_pct = crop_pct
 
-    def __getitem__(self, i: int) -> Item:
+    def __getitem__(self, i: int) -> Encoded | Decoded:
         path, label = self.samples[i]
-        raw = _jpeg_bytes(path) if self.decode == "device" else None
-        if raw:
-            return Item(raw[0], label, path)
-        return Item(_center(_rgb_tensor(_open(path)), self.size, self.crop_pct, self.interpolation), label, path)
+        jpeg = _jpeg(path) if self.decode == "device" else None
+        if jpeg:
+            (width, height) = jpeg[1]
+            geometry = eval_geometry(width, height, self.size, self.crop_pct)
+            return Encoded(jpeg[0], label, (height, width, 0, 0, height, width, *geometry, 0), path)
+        return Decoded(_center(_rgb_tensor(_open(path)), self.size, self.crop_pct, self.interpolation), label)
 
 
 def _center(img: Tensor, size: int, crop_pct: float, interpolation: InterpolationMode) -> Tensor:
@@ -289,40 +338,138 @@ def _center(img: Tensor, size: int, crop_pct: float, interpolation: Interpolatio
     return TF.center_crop(img, [size, size])
 
 
-def to_images(batch: Items, device: torch.device, *, size: int, crop_pct: float = 0.875,
+# --- the batch on the device --------------------------------------------------------------------
+
+_CHUNK = 2**26  # elements of padded crops resampled at once: bounds the transient memory per chunk
+
+
+def plan_batch(d: Draws, batch: Packed) -> None:
+    """What the batch needs on the device, into the batch's one copy (`d`): its labels and the
+    files' resampling plans, sorted by crop size (so each chunk pads little), with where each
+    file's decoded pixels start in the concatenated decode."""
+    d["labels"] = batch.labels
+    d["decoded.at"] = batch.decoded_at
+    raw = batch.raw
+    if not len(raw):
+        return
+    order = torch.argsort(raw[:, _C["h"]] * 65536 + raw[:, _C["w"]], descending=True, stable=True)
+    raw = raw[order]
+    pixels = 3 * raw[:, _C["img_h"]] * raw[:, _C["img_w"]]
+    # int32 where it fits: the resampling's gather indices take half the memory
+    index = torch.int32 if int(pixels.sum()) < 2**31 else torch.int64
+    d["raw.plan"] = raw.to(index)
+    d["raw.start"] = (torch.cumsum(pixels, 0) - pixels).to(index)
+    heights, widths = raw[:, _C["h"]].tolist(), raw[:, _C["w"]].tolist()
+    chunks, first, widest = [], 0, 0
+    for k in range(len(raw)):  # greedy: a chunk's padded crops (its first is the tallest) stay under _CHUNK
+        widest = max(widest, widths[k])
+        if k > first and 3 * (k + 1 - first) * heights[first] * widest > _CHUNK:
+            chunks.append((first, k))
+            first, widest = k, widths[k]
+    chunks.append((first, len(raw)))
+    d.values["raw.chunks"] = chunks
+    d.values["raw.order"] = order.tolist()
+    d.values["raw.plan"] = raw  # the host's copy: file offsets and sizes for decoding and chunking
+
+
+def to_images(batch: Packed, d: Draws, t: dict[str, Tensor], device: torch.device, *, size: int,
               interpolation: str = "bilinear") -> Tensor:
-    """The batch as uint8 (B, 3, S, S) on `device`: decodes (nvJPEG on CUDA) and crops the items
-    that came as file bytes; the rest came decoded from the workers."""
-    if not batch.raw:
+    """The batch as uint8 (B, 3, size, size) on `device` (`t`: d's tensors there). The files are
+    decoded (nvJPEG on CUDA) and resampled in batched kernels; the images that came decoded from
+    the workers take the batch's second copy."""
+    raw = d.values.get("raw.plan")
+    if raw is None:  # all decoded in the workers, in batch order
         return batch.decoded.to(device, non_blocking=True)
     out = torch.empty((len(batch.labels), 3, size, size), dtype=torch.uint8, device=device)
     if len(batch.decoded):
-        out[batch.decoded_at.to(device)] = batch.decoded.to(device, non_blocking=True)
-    mode = InterpolationMode(interpolation)
-    crops = []
-    for it, img in zip(batch.raw, _decode(batch.raw, device)):
-        if it.box is None:
-            crops.append(_center(img, size, crop_pct, mode))
-        else:
-            img = TF.resized_crop(img, *it.box, [size, size], mode, antialias=True)
-            crops.append(img.flip(-1) if it.flip else img)
-    out[batch.raw_at.to(device)] = torch.stack(crops)
-    return out
+        out.index_copy_(0, t["decoded.at"], batch.decoded.to(device, non_blocking=True))
+    order = d.values["raw.order"]
+    files = [batch.data[s : s + n] for s, n in raw[:, [_C["byte_start"], _C["byte_len"]]].tolist()]
+    if device.type == "cuda":
+        # torchvision's CUDA decoder allocates its outputs on this thread's current stream and
+        # writes them from a stream of its own that does not wait for ours. On the prefetch
+        # stream, once that stream is idle, no queued kernel can still read memory the decoder
+        # is handed: blocks freed on this stream are done with, and blocks the compute stream
+        # uses were recorded on it (prefetch's record_stream), so the allocator keeps them.
+        torch.cuda.current_stream(device).synchronize()
+    images = _decode(files, [batch.paths[k] for k in order], device)
+    for img, (h, w) in zip(images, raw[:, [_C["img_h"], _C["img_w"]]].tolist()):
+        if tuple(img.shape[1:]) != (h, w):
+            raise DatasetError(f"imagenet: a JPEG decoded to {tuple(img.shape[1:])} pixels where its header says "
+                               f"{(h, w)}; train with decode: cpu")
+    resampled = resample(torch.cat([img.reshape(-1) for img in images]), t["raw.plan"], t["raw.start"],
+                         d.values["raw.chunks"], raw, size, interpolation)
+    return out.index_copy_(0, t["raw.plan"][:, _C["pos"]].long(), resampled)
 
 
-def _decode(items: list[Item], device: torch.device) -> list[Tensor]:
+def _decode(files: list[Tensor], paths: list[str], device: torch.device) -> list[Tensor]:
     """Batched JPEG decoding on `device`. If the batch fails, each file is decoded alone, and one
     the device decoder rejects is read with PIL instead (which names it if it cannot either)."""
     try:
-        return decode_jpeg([it.data for it in items], mode=ImageReadMode.RGB, device=device)
+        return decode_jpeg(files, mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
         out = []
-        for it in items:
+        for data, path in zip(files, paths):
             try:
-                out.append(decode_jpeg(it.data, mode=ImageReadMode.RGB, device=device))
+                out.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
             except RuntimeError:
-                out.append(_rgb_tensor(_open(it.path)).to(device))
+                out.append(_rgb_tensor(_open(path)).to(device))
         return out
+
+
+def _filter(name: str, x: Tensor) -> Tensor:
+    """PIL's (and torchvision's) resampling filters: triangle, and Keys' cubic with a = -0.5."""
+    x = x.abs()
+    if name == "bilinear":
+        return (1 - x).clamp_(min=0)
+    a = -0.5
+    return torch.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                       torch.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+
+_SUPPORT = {"bilinear": 1.0, "bicubic": 2.0}
+
+
+def _weights(in_len: Tensor, full: Tensor, offset: Tensor, size: int, padded: int, interpolation: str) -> Tensor:
+    """(G, size, padded): rows offset .. offset + size of the antialiased resampling matrix from
+    in_len to full samples, per image, zero from in_len on. As PIL computes it: output sample i
+    is centred at (i + 0.5) * scale in the input, and a reduction widens the filter by the scale."""
+    scale = (in_len / full)[:, None, None]
+    widen = scale.clamp(min=1)
+    centre = (offset[:, None, None] + _arange(size, in_len.device)[None, :, None] + 0.5) * scale
+    x = _arange(padded, in_len.device)[None, None, :]
+    w = _filter(interpolation, (x + 0.5 - centre) / widen) * (x < in_len[:, None, None])
+    return w / w.sum(-1, keepdim=True)
+
+
+def _round(x: Tensor) -> Tensor:
+    """To 0..255 as PIL rounds each pass (half up)."""
+    return x.add_(0.5).floor_().clamp_(0, 255)
+
+
+def resample(flat: Tensor, plan: Tensor, start: Tensor, chunks: list[tuple[int, int]], host_plan: Tensor,
+             size: int, interpolation: str) -> Tensor:
+    """Every file's window resampled (antialiased, separable: rows, then columns, each rounded, as
+    PIL does) and flipped, in a few chunks of batched kernels. `flat` holds the decoded images
+    (3 x img_h x img_w each) end to end, from `start`; `plan` are the RAW rows, on the device."""
+    out = []
+    col = {name: plan[:, i] for name, i in _C.items()}
+    for a, b in chunks:
+        hm, wm = int(host_plan[a:b, _C["h"]].max()), int(host_plan[a:b, _C["w"]].max())
+        p = {name: v[a:b] for name, v in col.items()}
+        ih, iw = p["img_h"], p["img_w"]
+        rows = torch.minimum(p["top"][:, None] + _arange(hm, flat.device, plan.dtype), ih[:, None] - 1)
+        cols = torch.minimum(p["left"][:, None] + _arange(wm, flat.device, plan.dtype), iw[:, None] - 1)
+        channel = _arange(3, flat.device, plan.dtype)[None, :, None, None] * (ih * iw)[:, None, None, None]
+        index = (start[a:b, None, None, None] + channel + (rows * iw[:, None])[:, None, :, None]
+                 + cols[:, None, None, :])
+        crops = flat[index].float()  # (G, 3, hm, wm)
+        wy = _weights(p["h"], p["full_h"], p["off_y"], size, hm, interpolation)
+        wx = _weights(p["w"], p["full_w"], p["off_x"], size, wm, interpolation)
+        wx = torch.where(p["flip"].bool()[:, None, None], wx.flip(1), wx)
+        mid = _round(crops @ wx.transpose(1, 2)[:, None])  # (G, 3, hm, size): PIL's horizontal pass first
+        out.append(_round(wy[:, None] @ mid).to(torch.uint8))
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 class EpochSampler(Sampler[list[tuple[int, int]]]):
