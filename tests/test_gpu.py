@@ -66,6 +66,16 @@ def test_slots_let_runs_share_a_device(tmp_path, holders):
         gpu.acquire(1, devices=["0"], slots=2, lock_dir=tmp_path, timeout=0.3, poll=0.1)
 
 
+def test_runs_spread_over_devices_before_sharing_one(tmp_path, holders):
+    """runs_per_gpu: 2 on four GPUs: four runs take four devices, the fifth shares one."""
+    devices = []
+    for _ in range(5):
+        proc, dev = hold(tmp_path, devices="0,1,2,3", slots=2)
+        holders.append(proc)
+        devices.append(dev)
+    assert sorted(devices[:4]) == ["0", "1", "2", "3"] and devices[4] in devices[:4]
+
+
 def test_multi_gpu_lease_is_all_or_nothing(tmp_path, holders):
     proc, _ = hold(tmp_path, devices="1")
     holders.append(proc)

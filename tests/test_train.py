@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mimetic import cli
+from mimetic import cli, launch
 from mimetic.data import load_dataset
 from mimetic.recipe import TrainConfig, build_model
 from mimetic.inputs import MemoryInputs
@@ -116,7 +116,6 @@ def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
 
     # Launched as the workflow does, a retry (same recipe, same checkpoint) fails at once
     # instead of training to the same divergence again; another recipe trains.
-    from mimetic import launch
 
     ckpt = tmp_path / "ckpt.pt"
     kw = dict(experiment=None, arm=None, checkpoint=str(ckpt), gpus=0, runs_per_gpu=1, processes=None, threads=0,
@@ -166,6 +165,75 @@ def test_a_gpu_run_without_cuda_fails_at_once_in_one_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_processes_other_than_one_per_gpu_are_refused(tmp_path):
+    argv = ["train", "--recipe", '{"dataset": "digits", "model": "vit_digits"}', "--gpus", "2", "--processes", "3",
+            "--out", str(tmp_path / "r")]
+    with pytest.raises(SystemExit, match=r"--processes=3 with --gpus=2: a data-parallel run has one process per GPU"):
+        cli.main(argv)
+
+
+def test_compile_without_a_c_compiler_stops_in_the_first_second(tmp_path, monkeypatch):
+    assert launch.compiler_missing() is None  # this machine (and CI) has gcc and Python's headers
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no compiler on it
+    monkeypatch.delenv("CC", raising=False)
+    assert launch.compiler_missing() == "no C compiler on PATH (looked for cc, gcc, clang)"
+    with pytest.raises(launch.LaunchError, match=r"compile: true needs a C compiler .*no C compiler on PATH.*"
+                                                 r"or set the experiment's `compile: false`"):
+        launch.check_compile(tiny(compile=True), gpus=1)
+    launch.check_compile(tiny(compile=True), gpus=0)  # the CPU never compiles
+    launch.check_compile(tiny(), gpus=1)
+
+
 def test_model_and_dataset_sizes_must_match(tmp_path):
     with pytest.raises(ValueError, match=r"model='vit_tiny_patch4_32' takes 32px images but dataset='digits' has 8px"):
         train(tiny(model="vit_tiny_patch4_32"), tmp_path)
+
+
+def test_accumulation_skips_the_all_reduce_also_through_torch_compile(tmp_path, monkeypatch):
+    """DDP under torch.compile's wrapper (which is no DDP instance): every micro-batch but the
+    last runs inside no_sync, so gradients are all-reduced once per update."""
+    import torch.distributed as td
+    from torch import nn
+
+    from mimetic.train import build_optimizer, train_step
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29561")
+    td.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        cfg = tiny(accum_steps=2, batch_size=8)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        ddp = nn.parallel.DistributedDataParallel(net)
+        entered = []
+        real = nn.parallel.DistributedDataParallel.no_sync
+
+        def spy(self):
+            entered.append(1)
+            return real(self)
+
+        monkeypatch.setattr(nn.parallel.DistributedDataParallel, "no_sync", spy)
+        model = torch.compile(ddp, backend="eager")
+        assert not isinstance(model, nn.parallel.DistributedDataParallel)
+        train_step(model, build_optimizer(cfg, net, torch.device("cpu")), torch.randn(8, 1, 8, 8),
+                   torch.arange(8), cfg)
+        assert entered == [1]  # micro-batch 1 of 2
+    finally:
+        td.destroy_process_group()
+
+
+def test_a_training_step_copies_nothing_from_the_host_and_reads_no_device_value():
+    """train_step with the device faked as `meta` (where reading a value would fail): with mixup's
+    soft targets, clipping and accumulation, the update asks the host for nothing."""
+    from mimetic.flops import DeviceWork
+    from mimetic.train import build_optimizer, train_step
+
+    cfg = TrainConfig(dataset="synthetic", model="vit_tiny_patch4_32", batch_size=64, clip_grad=3.0, accum_steps=2,
+                      amp=False).validate()
+    meta = torch.device("meta")
+    net = build_model(cfg, num_classes=10, in_chans=3).to(meta)
+    optimizer = build_optimizer(cfg, net, meta, fused=False)
+    x, y = torch.empty(64, 3, 32, 32, device=meta), torch.empty(64, 10, device=meta)
+    train_step(net, optimizer, x, y, cfg)  # the optimizer's state is made on the first step
+    with DeviceWork() as work:
+        loss, correct = train_step(net, optimizer, x, y, cfg)
+    assert work.copies == 0 and loss.device == meta and correct.device == meta

@@ -31,12 +31,25 @@ class Dist:
             torch.distributed.all_reduce(t)
         return t
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (freeing its resources, as torchrun expects of its workers)."""
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
 
 def setup_distributed(device: str) -> tuple[Dist, torch.device]:
     """Join the process group torchrun set up (if any) and pick this rank's device."""
     if device == "auto":
         device = "cuda" if torch.cuda.device_count() > 0 else "cpu"
     cuda = device.startswith("cuda")
+    if cuda:
+        # TF32 for the fp32 matrix products (those outside bf16 autocast, or all with amp off):
+        # the same for every arm, and the fp32 path no longer runs at a fraction of the tensor cores.
+        torch.set_float32_matmul_precision("high")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(), torch.device(device)

@@ -98,15 +98,18 @@ def acquire(count: int, *, devices: Sequence[str] | None = None, slots: int = 1,
     waited = 0
     while True:
         lease = Lease([])
-        for dev in devices:
-            for slot in range(slots):
+        # Spread first: every device's first slot before any device's second, so runs that share
+        # GPUs on purpose (slots > 1) still take an idle GPU while there is one.
+        for slot in range(slots):
+            for dev in devices:
+                if dev in lease.devices:
+                    continue
                 f = _try_lock(lock_dir / f"gpu{dev}.slot{slot}.lock")
                 if f is not None:
                     lease.devices.append(dev)
                     lease._files.append(f)
-                    break
-            if len(lease.devices) == count:
-                return lease
+                if len(lease.devices) == count:
+                    return lease
         lease.release()  # all or nothing: holding some while waiting for more could deadlock
         if log is not None and waited == 0:
             log(f"waiting for {count} free GPU slot(s) among {devices}: other runs hold them (locks in {lock_dir})")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,30 @@ def check_cuda(gpus: int) -> None:
         where = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "no NVIDIA driver or GPU found"
         raise LaunchError(f"the run asks for {gpus} GPU(s) but this machine shows none ({where}); run it on a GPU "
                           "node or set the experiment's `gpus: 0`")
+
+
+def compiler_missing() -> str | None:
+    """Why torch.compile cannot build its CUDA kernels here, or None: Triton compiles a small C
+    launcher with the system's C compiler against Python's headers, and without them the first
+    compiled step crashes ("Failed to find C compiler"), minutes into a run."""
+    compilers = [c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c]
+    if not any(shutil.which(c) for c in compilers):
+        return f"no C compiler on PATH (looked for {', '.join(compilers)})"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.is_file():
+        return f"no Python headers ({headers} is missing)"
+    return None
+
+
+def check_compile(cfg: TrainConfig, gpus: int) -> None:
+    """Fail in the first second where `compile: true` meets a GPU machine that cannot compile."""
+    if not (cfg.compile and gpus):
+        return
+    why = compiler_missing()
+    if why:
+        raise LaunchError(f"compile: true needs a C compiler and Python's headers for torch.compile's CUDA kernels, "
+                          f"but this machine has {why}; install them (e.g. `apt install gcc python3-dev`, or "
+                          "`conda install gcc`) or set the experiment's `compile: false`")
 
 
 def failure_marker(checkpoint: str | os.PathLike) -> Path:
@@ -77,7 +103,11 @@ def run(cfg: TrainConfig, out: str, *, experiment: str | None, arm: str | None, 
     worker = "WORLD_SIZE" in os.environ  # under torchrun: the launcher below chose the devices
     if gpus is None:
         gpus = 1 if torch.cuda.device_count() > 0 else 0
+    if gpus and processes is not None and processes != gpus and not worker:
+        raise ValueError(f"--processes={processes} with --gpus={gpus}: a data-parallel run has one process per GPU; "
+                         f"drop --processes (or give --processes {gpus})")
     check_cuda(gpus)
+    check_compile(cfg, gpus)
     _check_previous_failure(cfg, checkpoint)
     if threads:
         torch.set_num_threads(threads)

@@ -33,7 +33,10 @@ from mimetic.recipe import TrainConfig, build_model
 
 
 def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    """bf16 autocast on CUDA; elsewhere fp32 (the CPU's bf16 is slow; `meta` has no autocast)."""
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -41,13 +44,17 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], amp: bo
              ) -> tuple[float, float]:
     """Mean loss and accuracy (%) over this rank's normalized test batches, summed over ranks."""
     model.eval()
-    totals = torch.zeros(3, device=next(model.parameters()).device)  # loss sum, correct, count
+    totals, count = None, 0  # loss sum and correct on the device; the count is known here
     for xb, yb in batches:
         with _autocast(xb.device, amp):
             logits = model(xb)
-        totals += torch.stack([F.cross_entropy(logits.float(), yb, reduction="sum"),
-                               (logits.argmax(-1) == yb).sum().float(), torch.tensor(float(len(yb)), device=xb.device)])
-    totals = dist.sum(totals)
+        batch = torch.stack([F.cross_entropy(logits.float(), yb, reduction="sum"),
+                             (logits.argmax(-1) == yb).sum().float()])
+        totals = batch if totals is None else totals + batch
+        count += len(yb)
+    device = next(model.parameters()).device
+    totals = dist.sum(torch.cat([totals if totals is not None else torch.zeros(2, device=device),
+                                 torch.full((1,), float(count), device=device)]))
     return (totals[0] / totals[2]).item(), (100 * totals[1] / totals[2]).item()
 
 
@@ -67,22 +74,31 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps: i
                              t_in_epochs=False)
 
 
+def _ddp(model: nn.Module) -> nn.parallel.DistributedDataParallel | None:
+    """The DDP module under `model`, also through torch.compile's wrapper (which is no DDP itself)."""
+    model = getattr(model, "_orig_mod", model)
+    return model if isinstance(model, nn.parallel.DistributedDataParallel) else None
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, cfg: TrainConfig
                ) -> tuple[Tensor, Tensor]:
     """One optimizer update on this rank's share (x, y) of a global batch, in cfg.accum_steps
     micro-batches. Returns the mean loss and the correct count, on the device (no host sync)."""
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    ddp = _ddp(model)
+    loss_sum = correct = None
     for i, (xm, ym) in enumerate(zip(x.chunk(cfg.accum_steps), y.chunk(cfg.accum_steps))):
         # DDP all-reduces gradients on the last micro-batch only.
-        sync = i == cfg.accum_steps - 1 or not isinstance(model, nn.parallel.DistributedDataParallel)
-        with (contextlib.nullcontext() if sync else model.no_sync()), _autocast(x.device, cfg.amp):
+        sync = ddp is None or i == cfg.accum_steps - 1
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(x.device, cfg.amp):
             logits = model(xm)
         # Soft targets (mixup/cutmix) work as they are; label smoothing applies to both.
         loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
         (loss * len(ym) / len(y)).backward()
-        loss_sum += loss.detach() * len(ym)
-        correct += (logits.argmax(-1) == (ym.argmax(-1) if ym.ndim == 2 else ym)).sum()
+        part_loss = loss.detach() * len(ym)
+        part_correct = (logits.argmax(-1) == (ym.argmax(-1) if ym.ndim == 2 else ym)).sum()
+        loss_sum = part_loss if loss_sum is None else loss_sum + part_loss
+        correct = part_correct if correct is None else correct + part_correct
     if cfg.clip_grad > 0:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
     optimizer.step()
@@ -142,11 +158,20 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
     """
     cfg.validate()
     dist, dev = setup_distributed(device)
+    try:
+        summary = _train(cfg, Path(out_dir), dist, dev, experiment=experiment, arm=arm, checkpoint=checkpoint, log=log)
+        dist.barrier()  # no rank leaves before rank 0 has written the outputs
+        return summary
+    finally:
+        dist.close()
+
+
+def _train(cfg: TrainConfig, out_dir: Path, dist: Dist, dev: torch.device, *, experiment: str | None,
+           arm: str | None, checkpoint: str | Path | None, log: Callable[[str], None]) -> dict[str, Any]:
     if cfg.batch_size % (dist.world * cfg.accum_steps):
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by processes x accum_steps "
                          f"= {dist.world} x {cfg.accum_steps}")
     log = log if dist.main else (lambda s: None)
-    out_dir = Path(out_dir)
     ckpt = Path(checkpoint) if checkpoint else None
     if dist.main:
         _remove_stale_temporaries(out_dir, ckpt)
@@ -251,6 +276,4 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
         io.write_json(out_dir / "summary.json", summary)
         if ckpt:
             ckpt.unlink(missing_ok=True)
-    if dist.world > 1:
-        torch.distributed.barrier()
     return summary
