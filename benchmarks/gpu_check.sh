@@ -1,67 +1,83 @@
 #!/usr/bin/env bash
-# Issue 12's GPU check in one command, within 8 minutes on one GPU:
+# The GPU check in one command, within 8 minutes on one GPU:
 #
 #   OUT=results/bench benchmarks/gpu_check.sh          # on a machine with one GPU
 #   OUT=/tmp/check benchmarks/gpu_check.sh --cpu       # the same steps, tiny sizes, on the CPU
 #
-# Needs only PyTorch, timm, torchvision, pandas, safetensors and scipy (no install, no snakemake,
-# no datasets, no internet): it runs the package from src/. Steps, most important first, each
-# logged to $OUT/gpu_check.log:
-#   1. bench patch 2: reference loop vs project step, compile off
-#   2. bench patch 2, compile on (mode default)
-#   3. a 2-epoch CIFAR-shaped `mimetic train` (synthetic 32 px, vit_tiny_patch2_32) on CUDA with
-#      every fast-path switch on: bf16 autocast, fused AdamW (automatic on CUDA), SDPA, compile
-#   4. bench patch 4, compile off
-#   5. packing: 4 processes training patch 4 at once on the GPU vs one
-#   6. the ImageNet input path: images/s of the training input alone, decoded on the GPU and by CPU
-#      workers (benchmarks/imagenet_input.py, 500x375 JPEGs made on the spot)
-#   7. bench ImageNet ViT-Tiny/16 at 224 on those JPEGs, decoded on the GPU: the full step vs the
-#      model step alone on one batch (the input path must not be the bottleneck)
-#   8. bench patch 4, compile on
-# With --cpu, the compile steps are skipped (the trainer compiles on CUDA only), the training
-# run is a digits one (vit_digits), since 32 px ViT-Tiny epochs take many minutes on a CPU, and
-# the ImageNet steps take 8 px crops of a few JPEGs.
-# A step that fails or runs out of time is recorded and the next one runs; the whole script
-# keeps to $BUDGET seconds (default 460) by giving each step at most what is left. The result,
-# $OUT/gpu_check.json, holds every step's status, each bench's JSON, the training run's
-# images/s per epoch and the issue's targets (met or not). Exit status 1 if a step failed.
+# Needs PyTorch, timm, torchvision, pandas, safetensors and scipy, and for the compile steps a C
+# compiler with Python's headers (checked first: without them those steps are recorded as
+# skipped and the rest runs eager). No install, no snakemake, no datasets, no internet: it runs
+# the package from src/. It raises the open-file limit to the hard limit, and writes its JPEGs
+# (4,096 training and 1,024 validation images of 500x375) under $SCRATCH (default
+# /tmp/mimetic-gpu-check, reused by a rerun), never under $OUT. Steps, most important first:
+#   preflight                the compiler, the open-file limit, versions
+#   syncs                    host synchronizations in 3 CIFAR and 3 ImageNet steps (target: none in the loop)
+#   decode_order             torchvision's decoder against a freed buffer still read by a queued kernel
+#   patch2_compile_off       bench patch 2: the project step vs the model step alone and the reference
+#                            loop with 6 DataLoader workers (a 48-core 8-GPU node's share)
+#   patch2_compile_on        the same with torch.compile (a cold compile: its own time)
+#   imagenet_step            bench ImageNet ViT-Tiny/16: the full step vs the model step alone
+#   idle                     the GPU's idle fraction over five profiled steps, CIFAR and ImageNet
+#   patch4_pack              packing: 4 processes training patch 4 on one GPU vs one
+#   train_2_epochs           a 2-epoch CIFAR-shaped `mimetic train` with every fast-path switch on
+#   imagenet_input           the input path alone: images/s per decode path
+#   patch2_reference_all_cores  the reference loop with 15 workers (all cores but one)
+#   patch4_compile_on        bench patch 4 with torch.compile
+# With --cpu the sizes are tiny, the training run is a digits one and the compile steps are
+# skipped (the trainer compiles on CUDA only). A step that fails or runs out of time is recorded
+# and the next one runs; the whole script keeps to $BUDGET seconds (default 460) by giving each
+# step at most what is left. The result, $OUT/gpu_check.json, holds every step's status, each
+# bench's and probe's JSON, the training run's images/s per epoch and the targets (met or not).
+# Exit status 1 if a step failed.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-results/bench}
+SCRATCH=${SCRATCH:-${TMPDIR:-/tmp}/mimetic-gpu-check}
 BUDGET=${BUDGET:-460}
 CPU=0
 for arg in "$@"; do
     case $arg in
         --cpu) CPU=1 ;;
-        *) echo "usage: [OUT=folder] [BUDGET=seconds] $0 [--cpu]" >&2; exit 2 ;;
+        *) echo "usage: [OUT=folder] [SCRATCH=folder] [BUDGET=seconds] $0 [--cpu]" >&2; exit 2 ;;
     esac
 done
 
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # many workers, each with its batches in flight
+
 if [[ $CPU == 1 ]]; then
     MODE=cpu
-    BENCH=(--device cpu --threads 1 --workers 1 --batch-size 4 --images 32 --test-images 8 --warmup 0 --steps 1
-           --repeats 1 --matmul-size 256)
+    SCRATCH=$SCRATCH-cpu
+    BENCH=(--device cpu --threads 1 --batch-size 4 --images 32 --test-images 8 --warmup 0 --steps 1 --repeats 1
+           --matmul-size 256)
+    REF6=(--workers 1)
+    REFALL=(--workers 1)
     PACK=2
     TRAIN=(--recipe '{"dataset": "digits", "model": "vit_digits", "epochs": 2, "warmup_epochs": 1, "batch_size": 256}'
            --gpus 0 --threads 1)
-    INPUT=(--device cpu --images 16 --batch 4 --workers 1 --epochs 2 --model vit_digits)
+    JPEGS=(--images 32 --val-images 8)
+    INPUT=(--device cpu --batch 4 --workers 1 --epochs 2 --model vit_digits)
     IMAGENET=(--model vit_digits --batch-size 4 --recipe '{"decode": "device", "workers": 1}')
+    PROBE=(--device cpu)
 else
     MODE=gpu
     BENCH=(--device cuda --batch-size 512 --images 50000 --test-images 10000 --warmup 10 --steps 20 --repeats 3)
+    REF6=(--workers 6)
+    REFALL=(--workers 15)
     PACK=4
     RECIPE='{"dataset": "synthetic", "model": "vit_tiny_patch2_32", "epochs": 2, "warmup_epochs": 1, "batch_size": 512,'
     RECIPE+=' "randaugment": "rand-m9-mstd0.5-inc1", "amp": true}'
-    TRAIN=(--recipe "$RECIPE" --compile --gpus 1)
-    INPUT=(--device cuda --images 768 --batch 256 --workers 15 --epochs 3 --decode device cpu)
+    TRAIN=(--recipe "$RECIPE" --gpus 1)
+    JPEGS=(--images 4096 --val-images 1024)
+    INPUT=(--device cuda --batch 256 --workers 15 --epochs 3 --decode device cpu)
     IMAGENET=(--model vit_tiny_patch16_224 --batch-size 256 --recipe '{"decode": "device"}')
+    PROBE=(--device cuda)
 fi
 
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$SCRATCH"
 LOG=$OUT/gpu_check.log
-rm -rf "$OUT/parts" "$OUT/train" "$OUT/imagenet" "$OUT/steps.tsv" "$OUT/gpu_check.json"
+rm -rf "$OUT/parts" "$OUT/train" "$OUT/steps.tsv" "$OUT/gpu_check.json"
 mkdir -p "$OUT/parts"
 : > "$LOG"
 START=$SECONDS
@@ -92,33 +108,58 @@ skip() {  # skip NAME WHY: recorded, not a failure
     printf '%s\t%s\t0\t\n' "$1" "skipped: $2" >> "$OUT/steps.tsv"
 }
 
-compiled() {  # compiled NAME LIMIT ARGS...: a bench with torch.compile, which the CPU never runs
-    if [[ $CPU == 1 ]]; then skip "$1" "the trainer compiles on CUDA only (the same bench, eager, ran above)"
-    else bench "$@"; fi
-}
-
 bench() {  # bench NAME LIMIT ARGS...
     local name=$1 limit=$2
     shift 2
     step "$name" "$limit" python -m mimetic bench "${BENCH[@]}" "$@" --json "$OUT/parts/$name.json"
 }
 
-{
-    echo "gpu_check.sh ($MODE) $(date -u +%FT%TZ), budget ${BUDGET}s"
-    python -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, 'cuda',
-torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
-} >> "$LOG" 2>&1
+compiled() {  # compiled NAME LIMIT ARGS...: a bench with torch.compile, where this machine can compile
+    if [[ -n $NO_COMPILE ]]; then skip "$1" "$NO_COMPILE"; else bench "$@"; fi
+}
 
-bench patch2_compile_off 75 --model vit_tiny_patch2_32 --compile off
-compiled patch2_compile_on 120 --model vit_tiny_patch2_32 --compile default
+probe() {  # probe NAME LIMIT PROBE ARGS...
+    local name=$1 limit=$2 what=$3
+    shift 3
+    step "$name" "$limit" python benchmarks/gpu_probe.py "$what" "${PROBE[@]}" "$@" --json "$OUT/parts/probe_$name.json"
+}
+
+# preflight: written whatever the rest does
+python - "$OUT/parts/preflight.json" "$MODE" <<'EOF' >> "$LOG" 2>&1 || echo '{}' > "$OUT/parts/preflight.json"
+import json, resource, sys
+import torch, torchvision, timm
+from mimetic.launch import compiler_missing
+doc = {"compiler_missing": compiler_missing(), "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+       "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+       "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+open(sys.argv[1], "w").write(json.dumps(doc, indent=2) + "\n")
+print("preflight", json.dumps(doc))
+EOF
+NO_COMPILE=$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('compiler_missing') or '')" \
+    "$OUT/parts/preflight.json")
+[[ -z $NO_COMPILE && $CPU == 1 ]] && NO_COMPILE="the trainer compiles on CUDA only (the same bench ran eager)"
+[[ -z $NO_COMPILE ]] && TRAIN+=(--compile)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$LOG" 2>&1 || true
+echo "== gpu_check.sh ($MODE) $(date -u +%FT%TZ), budget ${BUDGET}s, open files $(ulimit -n), scratch $SCRATCH" \
+    | tee -a "$LOG"
+
+# The JPEGs (quick where a rerun finds them) before the steps that read them.
+python benchmarks/imagenet_input.py "${JPEGS[@]}" --keep "$SCRATCH" --prepare-only >> "$LOG" 2>&1 \
+    || echo "== the JPEGs could not be made: the ImageNet steps will fail" | tee -a "$LOG"
+INDEX=$SCRATCH/index
+
+probe syncs 60 syncs --data-root "$INDEX"
+probe decode_order 30 decode-order
+bench patch2_compile_off 60 --model vit_tiny_patch2_32 --compile off "${REF6[@]}"
+compiled patch2_compile_on 150 --model vit_tiny_patch2_32 --compile default --reference off --eval off
+bench imagenet_step 60 --dataset imagenet --data-root "$INDEX" --randaugment "" --reference off --eval off \
+    "${IMAGENET[@]}"
+probe idle 60 idle --data-root "$INDEX"
+bench patch4_pack 60 --model vit_tiny_patch4_32 --compile off --reference off --eval off --pack "$PACK"
 step train_2_epochs 120 python -m mimetic train "${TRAIN[@]}" --out "$OUT/train"
-bench patch4_compile_off 45 --model vit_tiny_patch4_32 --compile off
-bench patch4_pack 75 --model vit_tiny_patch4_32 --compile off --reference off --eval off --pack "$PACK"
-step imagenet_input 75 python benchmarks/imagenet_input.py "${INPUT[@]}" --keep "$OUT/imagenet"
-bench imagenet_device_decode 60 --dataset imagenet --data-root "$OUT/imagenet/index" --randaugment "" \
-    --reference off "${IMAGENET[@]}"
-compiled patch4_compile_on 90 --model vit_tiny_patch4_32 --compile default
+step imagenet_input 60 python benchmarks/imagenet_input.py "${JPEGS[@]}" "${INPUT[@]}" --keep "$SCRATCH"
+bench patch2_reference_all_cores 45 --model vit_tiny_patch2_32 --compile off --eval off "${REFALL[@]}"
+compiled patch4_compile_on 90 --model vit_tiny_patch4_32 --compile default --reference off --eval off
 
 python -m mimetic.bench collect "$OUT" "$MODE"
 echo "== done in $((SECONDS - START)) s: $OUT/gpu_check.json, $OUT/gpu_check.log" | tee -a "$LOG"

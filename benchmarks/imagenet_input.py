@@ -19,6 +19,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from PIL import Image
 from augment_throughput import machine  # this folder's scripts share their machine line
 
 from mimetic.data.imagenet import index
-from mimetic.inputs import StreamInputs
+from mimetic.inputs import StreamInputs, available_cpus
 from mimetic.models import MODELS
 from mimetic.recipe import TrainConfig
 
@@ -40,17 +41,25 @@ RECIPES = {
 }
 
 
-def jpeg_folder(root: Path, images: int, classes: int = 4) -> Path:
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
+def _write(args: tuple[Path, int, int]) -> None:
+    root, i, classes = args
+    rng = np.random.default_rng(i)
+    small = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
+    big = F.interpolate(small, size=(375, 500), mode="bicubic").clamp(0, 255).to(torch.uint8)[0]
+    Image.fromarray(big.permute(1, 2, 0).numpy()).save(root / f"n{i % classes:08d}" / f"{i}.JPEG", quality=90)
+
+
+def jpeg_folder(root: Path, images: int, val_images: int | None = None, classes: int = 4) -> Path:
+    """ImageNet-sized JPEGs in ImageFolder layout, written by all cores (kept if already there)."""
+    val_images = images if val_images is None else val_images
+    jobs = []
+    for split, n in (("train", images), ("val", val_images)):
         for c in range(classes):
             (root / split / f"n{c:08d}").mkdir(parents=True, exist_ok=True)
-    for i in range(images):
-        small = torch.from_numpy(rng.integers(0, 256, (1, 3, 24, 32)).astype(np.float32))
-        big = F.interpolate(small, size=(375, 500), mode="bicubic").clamp(0, 255).to(torch.uint8)[0]
-        img = Image.fromarray(big.permute(1, 2, 0).numpy())
-        for split in ("train", "val"):
-            img.save(root / split / f"n{i % classes:08d}" / f"{i}.JPEG", quality=90)
+        jobs += [(root / split, i, classes) for i in range(n) if not (root / split / f"n{i % classes:08d}" /
+                                                                        f"{i}.JPEG").exists()]
+    with ProcessPoolExecutor(available_cpus()) as pool:
+        list(pool.map(_write, jobs, chunksize=64))
     return root
 
 
@@ -77,7 +86,8 @@ def measure(inputs: StreamInputs, device: torch.device, epochs: int) -> tuple[fl
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--images", type=int, default=256, help="JPEGs per split")
+    p.add_argument("--images", type=int, default=256, help="training JPEGs")
+    p.add_argument("--val-images", type=int, default=None, help="validation JPEGs (default: as many)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--decode", nargs="+", default=["cpu", "device"])
@@ -85,7 +95,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model", default="vit_tiny_patch16_224", help="its image size is the crop size")
     p.add_argument("--keep", default=None, help="write the JPEGs (DIR/imagenet) and their index (DIR/index) here "
-                                                "and keep them, e.g. for `mimetic bench --dataset imagenet`")
+                                                "and keep them, e.g. for `mimetic bench --dataset imagenet`; "
+                                                "JPEGs already there are used as they are")
+    p.add_argument("--prepare-only", action="store_true", help="write and index the JPEGs (--keep), time nothing")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -95,8 +107,10 @@ def main() -> None:
     print("| recipe | decode | workers | train images/s | eval images/s |\n|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch
-        root = jpeg_folder(Path(tmp) / "imagenet", args.images)
-        index(root, Path(tmp) / "index", log=lambda s: None)
+        root = jpeg_folder(Path(tmp) / "imagenet", args.images, args.val_images)
+        index(root, Path(tmp) / "index", workers=available_cpus(), log=lambda s: None)
+        if args.prepare_only:
+            return
         for name, keys in RECIPES.items():
             for decode in args.decode:
                 for workers in args.workers:

@@ -49,7 +49,6 @@ def prefetch(make: Callable[[], Iterator[T]], device: torch.device, depth: int =
     stream = torch.cuda.Stream(device) if cuda else None
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
-    threads = torch.get_num_threads()
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -62,9 +61,11 @@ def prefetch(make: Callable[[], Iterator[T]], device: torch.device, depth: int =
 
     def work() -> None:
         try:
-            torch.set_num_threads(threads)  # OpenMP's thread count is per thread: the caller's, not the default
+            # One intra-op thread (OpenMP's count is per thread): the host side of a batch is small
+            # ops, and on the CPU the model's step keeps the cores it was given.
+            torch.set_num_threads(1)
             if cuda:
-                torch.cuda.set_device(device)  # so is the current device
+                torch.cuda.set_device(device)  # the current device is per thread too
             with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
                 for batch in make():
                     event = None
