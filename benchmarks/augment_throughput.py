@@ -3,7 +3,7 @@
 Not a test. Run from the repository root:
     PYTHONPATH=src python benchmarks/augment_throughput.py [--device cuda] [--threads 1]
 
-1. Device path (mimetic.data.augment), 32x32 uint8 batches of 512, as inputs.MemoryInputs uses it
+1. Device path (mimetic.train.augment), 32x32 uint8 batches of 512, as inputs.MemoryInputs uses it
    (each planned on the host, its plan copied, applied on the device): crop+flip, RandAugment
    rand-m9-mstd0.5-inc1, normalise+mixup, normalise+cutmix, and the whole MemoryInputs pipeline
    (crop 4, flip, RandAugment, mixup/cutmix), made in place and made ahead in a thread.
@@ -22,9 +22,9 @@ from collections.abc import Callable
 import torch
 
 from mimetic.data import load_dataset
-from mimetic.data.augment import BatchAugment, Draws, RandAugment, crop_flip, mix, plan_crop_flip, plan_mix
-from mimetic.recipe import TrainConfig
-from mimetic.inputs import MemoryInputs
+from mimetic.train.augment import BatchAugment, Draws, RandAugment, crop_flip, mix, plan_crop_flip, plan_mix
+from mimetic.train.recipe import TrainConfig
+from mimetic.train.inputs import MemoryInputs
 
 
 def _sync(device: torch.device) -> None:

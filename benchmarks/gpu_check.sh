@@ -128,7 +128,7 @@ probe() {  # probe NAME LIMIT PROBE ARGS...
 python - "$OUT/parts/preflight.json" "$MODE" <<'EOF' >> "$LOG" 2>&1 || echo '{}' > "$OUT/parts/preflight.json"
 import json, resource, sys
 import torch, torchvision, timm
-from mimetic.launch import compiler_missing
+from mimetic.train.launch import compiler_missing
 doc = {"compiler_missing": compiler_missing(), "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
        "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
        "cuda": torch.version.cuda, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -12,7 +12,7 @@
   long kernel is queued to read a buffer, the buffer is freed (its kernels still queued), then a
   batch is decoded. Called plainly, the decoder may be handed the freed block and overwrite it
   before the kernel reads it (a wrong sum). Called as the project's prefetch thread does
-  (inputs: imagenet.to_images on the prefetch stream), it may not.
+  (inputs: stream.to_images on the prefetch stream), it may not.
 - idle: the GPU's idle fraction over five profiled training steps (CIFAR and ImageNet): the
   share of the steps' wall time in which no kernel ran.
 On a machine without CUDA each writes {"skipped": why}, after running the same steps' code once.
@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 
-from mimetic.data import imagenet
-from mimetic.data.augment import Draws
-from mimetic.inputs import make_inputs
-from mimetic.prefetch import prefetch
-from mimetic.recipe import TrainConfig, build_model
-from mimetic.train import build_optimizer, build_scheduler, train_step
+from mimetic.train import stream
+from mimetic.train.augment import Draws
+from mimetic.train.inputs import make_inputs
+from mimetic.train.prefetch import prefetch
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
+from mimetic.train.loop import build_optimizer, build_scheduler, train_step
 
 CIFAR = dict(dataset="synthetic", model="vit_tiny_patch2_32", batch_size=512, crop_padding=4,
              randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0)
@@ -125,10 +126,10 @@ def _jpeg(height: int, width: int) -> torch.Tensor:
     return torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
 
 
-def _packed(data: torch.Tensor, height: int, width: int, size: int) -> imagenet.Packed:
+def _packed(data: torch.Tensor, height: int, width: int, size: int) -> stream.Packed:
     """One file as the workers send it: resampled whole to size x size."""
     plan = (0, 0, len(data), height, width, 0, 0, height, width, size, size, 0, 0, 0)
-    return imagenet.Packed(torch.zeros(1, dtype=torch.long), data, torch.tensor([plan]),
+    return stream.Packed(torch.zeros(1, dtype=torch.long), data, torch.tensor([plan]),
                            torch.empty(0, 3, 0, 0, dtype=torch.uint8), torch.empty(0, dtype=torch.long), ["probe"])
 
 
@@ -140,8 +141,8 @@ def decode_order(args: argparse.Namespace, device: torch.device) -> dict[str, An
     if device.type != "cuda":
         d = Draws()
         batch = _packed(data, height, width, size)
-        imagenet.plan_batch(d, batch)
-        imagenet.to_images(batch, d, d.to(device), device, size=size)
+        stream.plan_batch(d, batch)
+        stream.to_images(batch, d, d.to(device), device, size=size)
         return {"skipped": "the hazard is CUDA's: stream order"}
     fill, n = 7, 3 * height * width
 
@@ -161,12 +162,12 @@ def decode_order(args: argparse.Namespace, device: torch.device) -> dict[str, An
         return decode_jpeg(data, device=device)
 
     def as_the_project_decodes():
-        # what the prefetch thread does: the batch made on its stream by imagenet.to_images
+        # what the prefetch thread does: the batch made on its stream by stream.to_images
         def make():
             d = Draws()
             batch = _packed(data, height, width, size)
-            imagenet.plan_batch(d, batch)
-            yield imagenet.to_images(batch, d, d.to(device), device, size=size)
+            stream.plan_batch(d, batch)
+            yield stream.to_images(batch, d, d.to(device), device, size=size)
 
         return next(prefetch(make, device))
 

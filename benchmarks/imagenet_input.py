@@ -6,7 +6,7 @@ Not a test. Run from the repository root:
 
 It writes ImageNet-sized JPEGs (500x375, quality 90, smooth photo-like content) in ImageFolder
 layout to a temporary folder, indexes them with the data stage, and times whole epochs of
-`mimetic.inputs.StreamInputs` (the training input of a run: per-image random-resized crop + flip,
+`mimetic.train.stream.StreamInputs` (the training input of a run: per-image random-resized crop + flip,
 then on the device RandAugment, normalisation, erasing, mixup/cutmix) and its evaluation pass,
 for each decode path (`cpu`: PIL in DataLoader workers; `device`: workers read the bytes, the
 batch is decoded by torchvision on the training device) and worker count. The first epoch (worker
@@ -30,9 +30,10 @@ from PIL import Image
 from augment_throughput import machine  # this folder's scripts share their machine line
 
 from mimetic.data.imagenet import index
-from mimetic.inputs import StreamInputs, available_cpus
-from mimetic.models import MODELS
-from mimetic.recipe import TrainConfig
+from mimetic.train.inputs import available_cpus
+from mimetic.train.stream import StreamInputs
+from mimetic.train.models import image_size
+from mimetic.train.recipe import TrainConfig
 
 RECIPES = {
     "ResNet-style (crop + flip)": {},
@@ -101,7 +102,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    size = MODELS[args.model]["img_size"]
+    size = image_size(args.model)
     print(f"machine: {machine(device)}; torch {torch.__version__}; {args.images} JPEGs of 500x375, {size} px crops, "
           f"batch {args.batch}\n")
     print("| recipe | decode | workers | train images/s | eval images/s |\n|---|---|---:|---:|---:|")

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from mimetic.claims import Accuracy, Claim, Reference
+from mimetic.report.claims import Accuracy, Claim, Reference
 
 MIMETIC = {"alpha1": 0.7, "alpha2": 0.4, "beta1": 0.7, "beta2": 0.4, "dist": "normal"}
 ARMS = {  # label -> (init, params)

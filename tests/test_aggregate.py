@@ -1,4 +1,4 @@
-"""Aggregation statistics on hand-made run folders with known numbers."""
+"""Run records and the summary table's statistics, on hand-made run folders with known numbers."""
 
 import json
 
@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mimetic.aggregate import RecordError, load_runs, markdown, summarize
+from mimetic.report.records import RecordError, load_runs
+from mimetic.report.render import markdown
+from mimetic.report.tables import summary_table
 
 
 def records(dirs):
@@ -47,14 +49,15 @@ def test_load_runs_keys_and_shapes(runs):
 
 
 def test_summary_statistics_are_paired_by_seed(runs):
-    s = summarize(*runs).set_index("arm")
+    s = summary_table(*runs, baseline="default").data.set_index("arm")
     base, mim = np.array([70, 72, 68.0]), np.array([75, 80, 74.0])
-    assert s.loc["mimetic", "final_acc_mean"] == pytest.approx(mim.mean())
-    assert s.loc["mimetic", "final_acc_std"] == pytest.approx(mim.std(ddof=1))
+    assert s.loc["mimetic", "mean"] == pytest.approx(mim.mean())
+    assert s.loc["mimetic", "sd"] == pytest.approx(mim.std(ddof=1))
+    assert (s.loc["mimetic", "min"], s.loc["mimetic", "max"]) == (74, 80)
     gain = mim - base
     assert s.loc["mimetic", "gain_mean"] == pytest.approx(gain.mean())
     half = stats.t.ppf(0.975, 2) * gain.std(ddof=1) / np.sqrt(3)
-    assert s.loc["mimetic", "gain_ci95_low"] == pytest.approx(gain.mean() - half)
+    assert s.loc["mimetic", "gain_t_lo"] == pytest.approx(gain.mean() - half)
     assert s.loc["mimetic", "gain_p"] == pytest.approx(stats.ttest_rel(mim, base).pvalue)
     assert np.isnan(s.loc["default", "gain_mean"])
     assert s.loc["mimetic", "seeds"] == "0 1 2"
@@ -64,10 +67,10 @@ def test_summary_statistics_are_paired_by_seed(runs):
     assert s.loc["default", "reached_baseline"] == "2/3"  # seed 2 ends at 68
 
 
-def test_markdown_shows_mean_spread_and_seeds(runs):
-    md = markdown(summarize(*runs))
-    assert "| digits | mimetic | 3 (0 1 2) | 76.33 ± 3.21 | 6.33 |" in md
-    assert "| digits | default | 3 (0 1 2) | 70.00 ± 2.00 | – |" in md
+def test_summary_markdown_shows_mean_spread_and_seeds(runs):
+    md = markdown(summary_table(*runs, baseline="default"))
+    assert "| digits | mimetic | 3 (0 1 2) | 76.33 ± 3.21 | 74.00 – 80.00 | +6.33 |" in md
+    assert "| digits | default | 3 (0 1 2) | 70.00 ± 2.00 | 68.00 – 72.00 | – |" in md
 
 
 @pytest.mark.parametrize("damage, message", [

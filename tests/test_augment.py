@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mimetic.data import load_dataset
-from mimetic.data.augment import (_OPS, Draws, RandAugment, _op, crop_flip, erase, erasing_bank, mix, pack,
+from mimetic.train.augment import (_OPS, Draws, RandAugment, _op, crop_flip, erase, erasing_bank, mix, pack,
                                   plan_crop_flip, plan_erasing, plan_mix, unpack)
 from mimetic.data.builtin import load_synthetic
-from mimetic.distributed import Dist
-from mimetic.flops import DeviceWork
-from mimetic.inputs import MemoryInputs
-from mimetic.prefetch import prefetch
-from mimetic.recipe import TrainConfig
+from mimetic.train.distributed import Dist
+from mimetic.bench.flops import DeviceWork
+from mimetic.train.inputs import MemoryInputs
+from mimetic.train.prefetch import prefetch
+from mimetic.train.recipe import TrainConfig
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -12,19 +12,20 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from safetensors.torch import load_file
 
-from mimetic.bench import _optimizer
-from mimetic.flops import set_fused_attention, training_flops
-from mimetic.models import MODELS, create_model
-from mimetic.recipe import TrainConfig, build_model
-from mimetic.reference_loop import CountedPosterize, reference_transform
-from mimetic.train import train, train_step
+from mimetic.bench.project import _optimizer
+from mimetic.bench.flops import set_fused_attention, training_flops
+from mimetic.train.models import build_vit, geometry
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
+from mimetic.bench.reference import CountedPosterize, reference_transform
+from mimetic.train.loop import train, train_step
 
 
 def hand_count(name: str, *, in_chans: int, num_classes: int, class_token: bool) -> int:
     """Training FLOPs per image of a ViT, by hand: 2 per multiply-add; the backward pass costs two
     forwards (input and weight gradients), except the patch embedding's, whose input (the image)
     needs no gradient."""
-    m = MODELS[name]
+    m = geometry(name)
     d, p, depth = m["embed_dim"], m["patch_size"], m["depth"]
     hidden = int(d * m.get("mlp_ratio", 4.0))
     patches = (m["img_size"] // p) ** 2
@@ -41,14 +42,14 @@ def hand_count(name: str, *, in_chans: int, num_classes: int, class_token: bool)
 
 @pytest.mark.parametrize("pool", ["avg", "token"])
 def test_training_flops_match_the_hand_count(pool):
-    model = create_model("vit_digits", num_classes=10, in_chans=1, pool=pool)
+    model = build_vit("vit_digits", num_classes=10, in_chans=1, pool=pool)
     counted = training_flops(model, (1, 8, 8))
     assert counted == hand_count("vit_digits", in_chans=1, num_classes=10, class_token=pool == "token")
     assert model.blocks[0].attn.fused_attn  # the count switches a copy's attention, not the model's
 
 
 def test_vit_tiny_flops_are_the_issues_scale():
-    model = create_model("vit_tiny_patch4_32", num_classes=10, in_chans=3)
+    model = build_vit("vit_tiny_patch4_32", num_classes=10, in_chans=3)
     flops = training_flops(model, (3, 32, 32))
     assert flops == hand_count("vit_tiny_patch4_32", in_chans=3, num_classes=10, class_token=False)
     assert 2.0e9 < flops < 2.3e9  # issue 12: about 2.2 GFLOP per training image at patch 4

@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mimetic.claims import SpecError, load_claims, load_references
+from mimetic.report.claims import SpecError, load_claims, load_references
 
 REPO = Path(__file__).resolve().parents[1]
+CLAIMS_SCHEMA = REPO / "workflow/schemas/claims.schema.yaml"
+REFERENCES_SCHEMA = REPO / "workflow/schemas/references.schema.yaml"
 
 CLAIM = {"experiment": "cifar10", "baseline": "default", "treatment": "mimetic", "gain": 5,
          "quote": "gains in accuracy of over 5%", "source": "Trockman & Kolter 2023, abstract"}
@@ -20,7 +22,7 @@ def write(tmp_path, name, doc):
 
 
 def test_shipped_claims():
-    claims = {c.id: c for c in load_claims(REPO / "config" / "claims.yaml")}
+    claims = {c.id: c for c in load_claims(REPO / "config" / "claims.yaml", CLAIMS_SCHEMA)}
     assert {(c.experiment, c.gain) for c in claims.values()} == {("cifar10", 5), ("imagenet", 4), ("cifar10", 6)}
     assert all(c.baseline == "default" and c.treatment == "mimetic" for c in claims.values())
     assert all(c.metric == "final_test_acc" for c in claims.values())  # the schema's default, filled in
@@ -31,7 +33,7 @@ def test_shipped_claims():
 
 
 def test_shipped_references_are_third_party_with_sources():
-    refs = {r.id: r for r in load_references(REPO / "config" / "references.yaml")}
+    refs = {r.id: r for r in load_references(REPO / "config" / "references.yaml", REFERENCES_SCHEMA)}
     assert all(r.origin == "third_party" and r.source and r.setting for r in refs.values())
     cs = refs["cs5782-cifar10"]
     assert (cs.arms["default"].mean, cs.arms["default"].sd, cs.arms["default"].n) == (87.79, 0.38, 3)
@@ -44,7 +46,8 @@ def test_shipped_references_are_third_party_with_sources():
 
 
 def test_user_claim_defaults(tmp_path):
-    (c,) = load_claims(write(tmp_path, "c.yaml", {"claims": {"mine": {**CLAIM, "experiment": "svhn", "gain": 1.5}}}))
+    (c,) = load_claims(write(tmp_path, "c.yaml", {"claims": {"mine": {**CLAIM, "experiment": "svhn", "gain": 1.5}}}),
+                       CLAIMS_SCHEMA)
     assert (c.id, c.experiment, c.gain, c.metric, c.url) == ("mine", "svhn", 1.5, "final_test_acc", None)
 
 
@@ -59,31 +62,31 @@ def test_user_claim_defaults(tmp_path):
 def test_malformed_claims_name_file_and_key(tmp_path, doc, where, what):
     path = write(tmp_path, "claims.yaml", doc)
     with pytest.raises(SpecError) as err:
-        load_claims(path)
+        load_claims(path, CLAIMS_SCHEMA)
     assert f"{path}: {where}: " in str(err.value) and what in str(err.value)
 
 
 def test_every_problem_is_listed(tmp_path):
     path = write(tmp_path, "claims.yaml", {"claims": {"a": {**CLAIM, "gain": "x"}, "b": {**CLAIM, "url": "ftp://x"}}})
     with pytest.raises(SpecError) as err:
-        load_claims(path)
+        load_claims(path, CLAIMS_SCHEMA)
     assert "claims/a/gain" in str(err.value) and "claims/b/url" in str(err.value)
 
 
 def test_same_arm_twice_and_duplicate_ids(tmp_path):
     path = write(tmp_path, "claims.yaml", {"claims": {"x": {**CLAIM, "treatment": "default"}}})
     with pytest.raises(SpecError, match=r"claims\.yaml: claims/x: baseline and treatment are both 'default'"):
-        load_claims(path)
+        load_claims(path, CLAIMS_SCHEMA)
     text = yaml.safe_dump({"claims": {"x": CLAIM}})
     path = write(tmp_path, "dup.yaml", text + text.replace("claims:\n", ""))
     with pytest.raises(SpecError, match=r"dup\.yaml: not valid YAML: .*duplicate key 'x'"):
-        load_claims(path)
+        load_claims(path, CLAIMS_SCHEMA)
 
 
 def test_unparsable_yaml_names_the_file(tmp_path):
     path = write(tmp_path, "claims.yaml", "claims: {x: [unclosed\n")
     with pytest.raises(SpecError, match=r"claims\.yaml: not valid YAML"):
-        load_claims(path)
+        load_claims(path, CLAIMS_SCHEMA)
 
 
 REF = {"source": "someone 2024", "origin": "third_party", "experiment": "cifar10", "setting": "CIFAR-10",
@@ -102,11 +105,11 @@ REF = {"source": "someone 2024", "origin": "third_party", "experiment": "cifar10
 def test_malformed_references_name_file_and_key(tmp_path, doc, where, what):
     path = write(tmp_path, "references.yaml", doc)
     with pytest.raises(SpecError) as err:
-        load_references(path)
+        load_references(path, REFERENCES_SCHEMA)
     assert f"{path}: {where}: " in str(err.value) and what in str(err.value)
 
 
 def test_empty_references_and_missing_schema(tmp_path):
-    assert load_references(write(tmp_path, "r.yaml", {"references": {}})) == []
+    assert load_references(write(tmp_path, "r.yaml", {"references": {}}), REFERENCES_SCHEMA) == []
     with pytest.raises(FileNotFoundError, match="schema"):
         load_references(write(tmp_path, "r.yaml", {"references": {}}), schema=tmp_path / "none.yaml")

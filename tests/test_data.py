@@ -24,7 +24,7 @@ from PIL import Image
 
 from mimetic.data import (DATASETS, PREPARED, PREPARED_NAMES, CorruptFile, DatasetUnavailable, load_dataset,
                           load_prepared)
-from mimetic.data.prepare import prepare
+from mimetic.data.stage import prepare
 from mimetic.data.fetch import Extracted, Source
 
 OFFLINE_URL = "http://127.0.0.1:9/"  # the discard port: refused at once, like a machine without internet

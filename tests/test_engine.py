@@ -12,9 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mimetic.models import MODELS, create_model
-from mimetic.recipe import TrainConfig, build_model
-from mimetic.train import train
+from mimetic.train.models import MODELS, build_vit, geometry
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
+from mimetic.train.loop import train
 
 RECIPE = {"dataset": "digits", "model": "vit_digits", "batch_size": 256, "warmup_epochs": 1, "lr": 0.002,
           "crop_padding": 1, "init": "mimetic", "epochs": 6}
@@ -86,8 +87,8 @@ def test_bad_accumulation_is_rejected_before_training():
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_named_models_build_with_their_geometry(name):
-    cfg = MODELS[name]
-    model = create_model(name, num_classes=7, in_chans=3)
+    cfg = geometry(name)
+    model = build_vit(name, num_classes=7, in_chans=3)
     assert model.patch_embed.img_size == (cfg["img_size"],) * 2
     assert len(model.blocks) == cfg["depth"] and model.embed_dim == cfg["embed_dim"]
     assert model.blocks[0].attn.num_heads == cfg["num_heads"]
@@ -96,13 +97,13 @@ def test_named_models_build_with_their_geometry(name):
 
 def test_pool_and_position_embedding_choices():
     x = torch.randn(2, 1, 8, 8)
-    avg = create_model("vit_digits", num_classes=10, in_chans=1, pool="avg", pos_embed="sincos")
+    avg = build_vit("vit_digits", num_classes=10, in_chans=1, pool="avg", pos_embed="sincos")
     assert avg.cls_token is None and not avg.pos_embed.requires_grad
     assert avg.pos_embed.shape == (1, 16, 96)
     # 2-D sin-cos: row 0 and row 1 of the 4x4 grid differ, and the table is not random.
     table = avg.pos_embed[0]
     assert table.abs().max() <= 1.0 and not torch.allclose(table[0], table[4])
-    token = create_model("vit_digits", num_classes=10, in_chans=1, pool="token", pos_embed="learned")
+    token = build_vit("vit_digits", num_classes=10, in_chans=1, pool="token", pos_embed="learned")
     assert token.cls_token is not None and token.pos_embed.requires_grad
     assert avg(x).shape == token(x).shape == (2, 10)
 

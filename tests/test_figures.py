@@ -1,11 +1,13 @@
 """Results figures: real PNG and PDF files, one colour per arm in every figure, every case drawn."""
 
+from pathlib import Path
+
 import matplotlib.colors as mcolors
 import matplotlib.image as mpimg
 import pytest
 
 import analysis_data as data
-from mimetic import plots
+from mimetic.report import figures as plots, outputs
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,7 @@ def test_arm_colors_are_fixed_and_colour_blind_safe():
 def test_paper_figures_write_png_and_pdf(records, tmp_path):
     runs, epochs = records
     paths = plots.paper_figures(runs, epochs, "default", data.CLAIMS, tmp_path)
-    names = [*plots.FIGURES, plots.GRID_FIGURE]
-    assert paths == [tmp_path / f"{n}.{ext}" for n in names for ext in ("png", "pdf")]
+    assert paths == [Path(f) for f in outputs.figure_files(tmp_path, grid=True).values()]
     for p in paths:
         assert p.stat().st_size > 10_000, p
         assert is_png(p) if p.suffix == ".png" else is_pdf(p), p
@@ -54,7 +55,7 @@ def test_no_grid_figure_without_a_grid(records, tmp_path):
     runs, epochs = records
     two = runs[runs["arm"].isin(["default", "mimetic"]) & (runs["experiment"] == "digits")]
     paths = plots.paper_figures(two, epochs, "default", [], tmp_path)
-    assert {p.stem for p in paths} == set(plots.FIGURES)
+    assert {p.stem for p in paths} == set(outputs.FIGURES)
     with pytest.raises(ValueError, match="no \\(alpha, beta\\) grid"):
         plots.grid_heatmap(two, tmp_path / "grid.png")
 
@@ -63,7 +64,7 @@ def test_no_grid_figure_without_a_grid(records, tmp_path):
 def figures(monkeypatch):
     """Figures as drawn, instead of written."""
     drawn = []
-    monkeypatch.setattr(plots, "_save", lambda fig, out: drawn.append(fig))
+    monkeypatch.setattr(plots, "save", lambda fig, out: drawn.append(fig))
     return drawn
 
 

@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from mimetic import gpu
+from mimetic.train import gpu
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from mimetic import gpu
+    from mimetic.train import gpu
     lease = gpu.acquire(1, devices=sys.argv[2].split(","), slots=int(sys.argv[3]), lock_dir=Path(sys.argv[1]))
     print(lease.devices[0], flush=True)
     time.sleep(600)
@@ -104,7 +104,7 @@ def test_claim_exports_the_devices(tmp_path, monkeypatch):
 
 CLAIMER = textwrap.dedent("""
     import time
-    from mimetic import gpu
+    from mimetic.train import gpu
     lease = gpu.claim(1)
     print(lease.devices[0], flush=True)
     time.sleep(600)

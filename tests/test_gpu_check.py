@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mimetic.bench import FIELDS, TARGETS
+from mimetic.bench.measure import FIELDS, TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the GPU machine lacks: importing any of these fails, as if it were not installed. (PyYAML

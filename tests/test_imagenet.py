@@ -16,13 +16,14 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import mimetic.train
+import mimetic.train.loop
 from mimetic.data import DatasetError, DatasetUnavailable
-from mimetic.data import imagenet
-from mimetic.data.imagenet import EpochSampler, index
-from mimetic.inputs import StreamInputs
-from mimetic.recipe import TrainConfig, build_model
-from mimetic.train import train
+from mimetic.data.imagenet import index
+from mimetic.train import stream
+from mimetic.train.stream import EpochSampler, StreamInputs
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
+from mimetic.train.loop import train
 
 from imagenet_data import CORRUPT, WNIDS, imagenet_folder
 
@@ -125,7 +126,7 @@ def test_cpu_and_device_decoding_give_the_same_crops(indexed):
         (x, y), = list(cpu.epoch(0))
         (x2, y2), = list(dev.epoch(0))
         assert torch.equal(y, y2)
-        grey = imagenet.STD.view(3, 1, 1) * 255  # a normalized difference in grey levels
+        grey = stream.STD.view(3, 1, 1) * 255  # a normalized difference in grey levels
         assert ((x - x2) * grey).abs().max() <= 1.01
         t, t2 = next(iter(cpu.test())), next(iter(dev.test()))
         assert ((t[0] - t2[0]) * grey).abs().max() <= 1.01
@@ -146,7 +147,7 @@ def test_resumed_run_equals_uninterrupted_run(indexed, tmp_path, monkeypatch):
     quiet = dict(log=lambda s: None, device="cpu")
     reference = train(cfg, tmp_path / "ref", **quiet)
 
-    real_step, calls = mimetic.train.train_step, []
+    real_step, calls = mimetic.train.loop.train_step, []
 
     def dies_at_step_5(*args, **kw):  # epoch 2, step 2 of 3: after the checkpoint of step 1
         calls.append(1)
@@ -155,11 +156,11 @@ def test_resumed_run_equals_uninterrupted_run(indexed, tmp_path, monkeypatch):
         return real_step(*args, **kw)
 
     ckpt = tmp_path / "ckpt.pt"
-    monkeypatch.setattr(mimetic.train, "train_step", dies_at_step_5)
+    monkeypatch.setattr(mimetic.train.loop, "train_step", dies_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "run", checkpoint=ckpt, **quiet)
     assert torch.load(ckpt, weights_only=False)["step"] == 1
-    monkeypatch.setattr(mimetic.train, "train_step", real_step)
+    monkeypatch.setattr(mimetic.train.loop, "train_step", real_step)
     lines = []
     resumed = train(cfg, tmp_path / "run", checkpoint=ckpt, log=lines.append, device="cpu")
     assert lines[0] == f"resumed from {ckpt} at epoch 2 step 1"
@@ -272,7 +273,7 @@ def test_imagenet_config_plans_and_needs_its_root(tmp_path):
 def test_a_jpeg_the_device_decoder_rejects_is_read_with_pil(indexed, monkeypatch):
     cfg = recipe(indexed, batch_size=27, decode="device")
     (expected, _), = list(StreamInputs(cfg, CPU).epoch(0))
-    real, singles = imagenet.decode_jpeg, []
+    real, singles = stream.decode_jpeg, []
 
     def picky(data, **kw):  # rejects every batch, and the first file on its own
         singles.append(not isinstance(data, list))
@@ -280,10 +281,10 @@ def test_a_jpeg_the_device_decoder_rejects_is_read_with_pil(indexed, monkeypatch
             raise RuntimeError("nvjpeg: unsupported")
         return real(data, **kw)
 
-    monkeypatch.setattr(imagenet, "decode_jpeg", picky)
+    monkeypatch.setattr(stream, "decode_jpeg", picky)
     (x, _), = list(StreamInputs(cfg, CPU).epoch(0))
     assert sum(singles) == 25  # every JPEG on its own (the CMYK and PNG files came decoded)
-    assert ((x - expected) * imagenet.STD.view(3, 1, 1) * 255).abs().max() <= 1.01
+    assert ((x - expected) * stream.STD.view(3, 1, 1) * 255).abs().max() <= 1.01
 
 
 # --- batches of a thousand files, and workers that die -------------------------------------------

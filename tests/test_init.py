@@ -10,9 +10,9 @@ from timm.models.vision_transformer import Attention, VisionTransformer
 from torch import nn
 
 from mimetic import apply_init
-from mimetic.attention import attention_layers
-from mimetic.init import INITS, qk_factors, qk_target, vo_target
-from mimetic.structure import attention_products, structure_metrics
+from mimetic.attention.weights import attention_layers
+from mimetic.attention.init import INITS, qk_factors, qk_target, vo_target
+from mimetic.attention.structure import attention_products, structure_metrics
 
 D, HEADS, DEPTH = 192, 3, 12
 K = D // HEADS

@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from mimetic import cli
-from mimetic.attention import attention_layers
-from mimetic.pretrained import PretrainedUnavailable, gpt2_weights, pretrained_weights
-from mimetic.structure import products_from_weights, structure_metrics
+from mimetic.attention.weights import attention_layers
+from mimetic.attention.pretrained import PretrainedUnavailable, gpt2_weights, pretrained_weights
+from mimetic.attention.structure import products_from_weights, structure_metrics
 
 VIT = "vit_tiny_patch16_224"  # timm architecture: d = 192, 3 heads of 64, 12 layers
 GPT2_D, GPT2_HEADS, GPT2_LAYERS = 48, 4, 3
@@ -230,8 +230,9 @@ def test_cli_extract_writes_products_and_metrics(vit_checkpoint, tmp_path):
 
 def test_run_model_rebuilds_the_initial_and_loads_the_final_weights(tmp_path):
     """A finished run: init is exactly what build_model gave the run, final what it saved."""
-    from mimetic.recipe import TrainConfig, build_model, load_run, run_model
-    from mimetic.structure import attention_products
+    from mimetic.train.models import build_model, run_model
+    from mimetic.train.recipe import TrainConfig
+    from mimetic.attention.structure import attention_products
 
     cfg = TrainConfig(dataset="digits", model="vit_digits", init="mimetic", seed=3).validate()
     start = build_model(cfg, num_classes=10, in_chans=1)
@@ -239,23 +240,12 @@ def test_run_model_rebuilds_the_initial_and_loads_the_final_weights(tmp_path):
     save_file(final, str(tmp_path / "final.safetensors"))
     (tmp_path / "summary.json").write_text(json.dumps({"config": cfg.to_dict()}))
 
-    summary, weights = load_run(tmp_path)
+    summary, weights = json.loads((tmp_path / "summary.json").read_text()), tmp_path / "final.safetensors"
     for stage, expected in (("init", start.state_dict()), ("final", final)):
         got = run_model(summary, weights, stage).state_dict()
         assert all(torch.equal(got[k], expected[k]) for k in expected), stage
     init = run_model(summary, weights, "init")
     assert structure_metrics(attention_products(init))["diag_mean"].abs().gt(0.1).all()
-    with pytest.raises(FileNotFoundError, match="not a finished training run"):
-        load_run(tmp_path / "nothing")
-
-
-def test_analysis_code_does_not_import_the_trainer():
-    import subprocess
-    import sys
-
-    code = ("import sys, mimetic.pretrained, mimetic.recipe, mimetic.aggregate, mimetic.plots, mimetic.structure; "
-            "print('mimetic.train' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 def outputs(folder):
@@ -285,12 +275,11 @@ def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path)
                  + (["--num-heads", str(heads)] if heads else []))
         products[label] = f"{label}={tmp_path / label / 'products.safetensors'}"
     figures = tmp_path / "figures"
-    cli.main(["plot-heatmaps", "--products", str(tmp_path / "gpt2" / "products.safetensors"),
-              "--title", "gpt2 planted", "--crop", "0", "--out", *figure(figures / "gpt2_heatmaps")])
-    cli.main(["plot-profile", "--out", *figure(figures / "profile"), "--metrics",
-              *(f"{label}={tmp_path / label / 'structure.csv'}" for label in sources)])
-    cli.main(["plot-compare", "--out", *figure(figures / "compare"), "--crop", "16", "--products",
-              *products.values()])
+    cli.main(["plot-structure", "--products", *products.values(), "--metrics",
+              *(f"{label}={tmp_path / label / 'structure.csv'}" for label in sources),
+              "--heatmap", f"gpt2={','.join(figure(figures / 'gpt2_heatmaps'))}", "--crop", "0",
+              "--profile", *figure(figures / "profile"), "--compare", *figure(figures / "compare"),
+              "--compare-crop", "16", "--title", "planted"])
     for name in ("gpt2_heatmaps", "profile", "compare"):
         assert _is_figure(figures / f"{name}.png"), name
 

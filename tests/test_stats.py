@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mimetic import stats
+from mimetic.report import stats
 
 BASE = np.array([70.0, 72.0, 68.0, 71.0, 69.5, 70.5])
 MIM = np.array([75.0, 80.0, 74.0, 77.0, 74.0, 78.5])

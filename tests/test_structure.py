@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mimetic.attention import AttentionWeights
-from mimetic.structure import matrix_metrics, products_from_weights, structure_metrics
+from mimetic.attention.weights import AttentionWeights
+from mimetic.attention.structure import matrix_metrics, products_from_weights, structure_metrics
 
 
 def test_metrics_of_known_matrices():

@@ -16,11 +16,13 @@ import yaml
 from scipy import stats as sps
 
 import analysis_data as data
-from mimetic import compare, render, tables
-from mimetic.aggregate import load_runs
-from mimetic.claims import load_claims, load_references
+from mimetic.report import outputs, render, tables
+from mimetic.report.records import load_runs
+from mimetic.report.claims import load_claims, load_references
 
 REPO = Path(__file__).resolve().parents[1]
+CLAIMS_SCHEMA = REPO / "workflow/schemas/claims.schema.yaml"
+REFERENCES_SCHEMA = REPO / "workflow/schemas/references.schema.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -168,14 +170,14 @@ def test_no_grid_without_varied_alpha_beta(records):
 def test_has_grid_on_shipped_configs():
     def arms(name):
         return yaml.safe_load((REPO / "config" / name).read_text())["arms"]
-    assert compare.has_grid(arms("ablations.yaml"))  # beta 0.35/0.2, 0.7/0.4, 1.0/0.6 with dist normal
-    assert not compare.has_grid(arms("config.yaml"))
-    assert not compare.has_grid(arms("quickstart.yaml"))
-    assert not compare.has_grid({"default": {"init": "default"}, "mimetic": {"init": "mimetic"},
+    assert outputs.has_grid(arms("ablations.yaml"))  # beta 0.35/0.2, 0.7/0.4, 1.0/0.6 with dist normal
+    assert not outputs.has_grid(arms("config.yaml"))
+    assert not outputs.has_grid(arms("quickstart.yaml"))
+    assert not outputs.has_grid({"default": {"init": "default"}, "mimetic": {"init": "mimetic"},
                                  "u": {"init": "mimetic", "params": {"dist": "uniform"}}})
     # the baseline is no grid cell: a mimetic baseline and one variant are no grid
     two = {"mimetic": {"init": "mimetic"}, "b": {"init": "mimetic", "params": {"beta1": 0.5}}}
-    assert compare.has_grid(two, baseline="default") and not compare.has_grid(two, baseline="mimetic")
+    assert outputs.has_grid(two, baseline="default") and not outputs.has_grid(two, baseline="mimetic")
 
 
 def test_time_to_accuracy_by_hand(records):
@@ -304,8 +306,7 @@ def test_html_and_markdown(records):
 def test_write_all_files(records, tmp_path):
     runs, epochs = records
     paths = tables.write_all(runs, epochs, "default", data.CLAIMS, data.REFERENCES, tmp_path)
-    names = [*tables.TABLES, tables.GRID]
-    assert paths == [tmp_path / f"{n}.{ext}" for n in names for ext in render.FORMATS]
+    assert paths == [Path(f) for f in outputs.table_files(tmp_path, grid=True).values()]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporaries left
     main = pd.read_csv(tmp_path / "main.csv")
     assert main.loc[main["claim"] == "paper-cifar10", "gain_mean"].item() == pytest.approx(5.2)
@@ -313,13 +314,13 @@ def test_write_all_files(records, tmp_path):
     two = runs[runs["arm"].isin(["default", "mimetic"])]
     out = tmp_path / "two"
     paths = tables.write_all(two, epochs, "default", [], [], out)
-    assert {p.stem for p in paths} == set(tables.TABLES)
+    assert {p.stem for p in paths} == set(outputs.TABLES)
 
 
 def test_shipped_claims_and_references_render(records):
     runs, epochs = records
-    claims = load_claims(REPO / "config" / "claims.yaml")
-    refs = load_references(REPO / "config" / "references.yaml")
+    claims = load_claims(REPO / "config" / "claims.yaml", CLAIMS_SCHEMA)
+    refs = load_references(REPO / "config" / "references.yaml", REFERENCES_SCHEMA)
     for t in tables.build_all(runs, epochs, "default", claims, refs):
         check_latex(render.latex(t), len(t.display.columns))
     main = tables.main_table(runs, "default", claims, refs).data.set_index("claim")
@@ -336,8 +337,8 @@ def test_shipped_claims_and_references_render(records):
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_latex_fragments_compile(records, tmp_path):
     runs, epochs = records
-    claims = load_claims(REPO / "config" / "claims.yaml")
-    refs = load_references(REPO / "config" / "references.yaml")
+    claims = load_claims(REPO / "config" / "claims.yaml", CLAIMS_SCHEMA)
+    refs = load_references(REPO / "config" / "references.yaml", REFERENCES_SCHEMA)
     paths = tables.write_all(runs, epochs, "default", [*claims, *data.CLAIMS], refs, tmp_path)
     inputs = "\n".join(rf"\input{{{p.name}}}\par" for p in paths if p.suffix == ".tex")
     (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
@@ -371,7 +372,7 @@ def test_from_load_runs_records(tmp_path):
     main = pd.read_csv(tmp_path / "tables" / "main.csv").set_index("claim")
     assert main.loc["svhn", "verdict"] == "no significant gain" and main.loc["svhn", "gain_n"] == 3
     assert main.loc["paper-cifar10", "verdict"] == "not run"
-    assert len(paths) == 4 * len(tables.TABLES)
+    assert len(paths) == len(outputs.table_files(tmp_path, grid=False))
 
 
 def test_init_params_as_dicts(records):
@@ -383,8 +384,8 @@ def test_init_params_as_dicts(records):
 def test_write_all_writes_exactly_the_files_it_is_given(records, tmp_path):
     """The workflow passes every output file its rule declares; one left out is an error."""
     runs, epochs = records
-    names = [*tables.TABLES, tables.GRID]  # the records' arms form a grid
-    files = {f"{n}.{ext}": tmp_path / "given" / f"x_{n}.{ext}" for n in names for ext in render.FORMATS}
+    # the records' arms form a grid
+    files = {name: tmp_path / "given" / f"x_{name}" for name in outputs.table_files(tmp_path, grid=True)}
     paths = tables.write_all(runs, epochs, "default", data.CLAIMS, data.REFERENCES, files)
     assert sorted(paths) == sorted(files.values()) and all(p.is_file() for p in paths)
     del files["main.tex"]

@@ -7,11 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mimetic import cli, launch
+from mimetic import cli
+
+from mimetic.train import launch
 from mimetic.data import load_dataset
-from mimetic.recipe import TrainConfig, build_model
-from mimetic.inputs import MemoryInputs
-from mimetic.train import evaluate, train
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
+from mimetic.train.inputs import MemoryInputs
+from mimetic.train.loop import evaluate, train
 
 COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "wall_time"]
 
@@ -94,7 +97,7 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
 
 
 def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
-    import mimetic.train as tr
+    import mimetic.train.loop as tr
 
     real_build = tr.build_model
 
@@ -121,13 +124,13 @@ def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
     kw = dict(experiment=None, arm=None, checkpoint=str(ckpt), gpus=0, runs_per_gpu=1, processes=None, threads=0,
               argv=[])
     with pytest.raises(launch.LaunchError, match="non-finite training loss at epoch 2"):
-        launch.run(tiny(), str(tmp_path / "run"), **kw)
+        launch.run(tiny().validate(), str(tmp_path / "run"), **kw)
     assert launch.failure_marker(ckpt).is_file()
     monkeypatch.setattr(tr, "build_model", lambda *a, **k: pytest.fail("a known divergence was trained again"))
     with pytest.raises(launch.LaunchError, match=r"failed so before: .*ckpt\.pt\.failed; delete that file"):
-        launch.run(tiny(), str(tmp_path / "run"), **kw)
+        launch.run(tiny().validate(), str(tmp_path / "run"), **kw)
     monkeypatch.setattr(tr, "build_model", real_build)
-    launch.run(tiny(lr=1e-3), str(tmp_path / "run"), **kw)
+    launch.run(tiny(lr=1e-3).validate(), str(tmp_path / "run"), **kw)
     assert (tmp_path / "run" / "summary.json").is_file() and not launch.failure_marker(ckpt).exists()
 
 
@@ -195,7 +198,7 @@ def test_accumulation_skips_the_all_reduce_also_through_torch_compile(tmp_path, 
     import torch.distributed as td
     from torch import nn
 
-    from mimetic.train import build_optimizer, train_step
+    from mimetic.train.loop import build_optimizer, train_step
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29561")
@@ -224,8 +227,8 @@ def test_accumulation_skips_the_all_reduce_also_through_torch_compile(tmp_path, 
 def test_a_training_step_copies_nothing_from_the_host_and_reads_no_device_value():
     """train_step with the device faked as `meta` (where reading a value would fail): with mixup's
     soft targets, clipping and accumulation, the update asks the host for nothing."""
-    from mimetic.flops import DeviceWork
-    from mimetic.train import build_optimizer, train_step
+    from mimetic.bench.flops import DeviceWork
+    from mimetic.train.loop import build_optimizer, train_step
 
     cfg = TrainConfig(dataset="synthetic", model="vit_tiny_patch4_32", batch_size=64, clip_grad=3.0, accum_steps=2,
                       amp=False).validate()

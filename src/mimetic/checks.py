@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mimetic import yamlfile
-from mimetic.init import check_params
-from mimetic.recipe import TrainConfig
+from mimetic.attention.init import check_params
+from mimetic.train.recipe import TrainConfig
 
 
 class ConfigError(ValueError):
@@ -98,7 +98,7 @@ def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
     """A timm name (with its pretrained tag unless a local file gives the weights) or a GPT-2 size."""
     import timm
 
-    from mimetic.pretrained import GPT2_HEADS, is_gpt2
+    from mimetic.attention.pretrained import GPT2_HEADS, is_gpt2
 
     if is_gpt2(model):
         return

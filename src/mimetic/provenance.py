@@ -109,6 +109,15 @@ def check_workflow_source() -> None:
             f"{Path(expected).parent.parent}) or, with --sdm conda, remove the stale env under .snakemake/conda")
 
 
+def write_page(out: str | os.PathLike, summary_files: Sequence[str | os.PathLike], config: dict[str, Any]) -> None:
+    """The provenance page of the runs whose summary.json files are given, to `out`."""
+    import json
+
+    from mimetic import io
+
+    io.write_text(out, page([json.loads(Path(p).read_text()) for p in summary_files], config))
+
+
 def page(summaries: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
     """The report's provenance page: what made the numbers (code, packages, devices, compute)
     and the resolved config, from the runs' summary.json records. Self-contained HTML."""

@@ -19,42 +19,17 @@ rule aggregate:
         summaries=run_records("summary.json"),
         metrics=run_records("metrics.csv"),
         checked="results/tables/records.checked",
-        code=TABLE_CODE,
+        code=repo_file("src/mimetic/report/records.py"),
     output:
         runs=RUNS_CSV,
         epochs=EPOCHS_CSV,
-        summary=SUMMARY_CSV,
-        markdown=SUMMARY_MD,
     log:
         "logs/aggregate.log",
     conda:
         "../envs/analysis.yaml"
-    params:
-        baseline=config["baseline"],
     shell:
-        "mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q} --baseline {params.baseline:q}"
-        " --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} --summary-csv {output.summary:q}"
-        " --summary-md {output.markdown:q} > {log:q} 2>&1"
-
-
-rule plot_curves:
-    input:
-        epochs=EPOCHS_CSV,
-        code=PLOT_CODE,
-    output:
-        png=report(
-            "results/figures/test_accuracy.png",
-            caption="../report/test_accuracy.rst",
-            category="2. Results",
-            labels={"figure": "learning curves", "experiment": "all"},
-        ),
-        pdf="results/figures/test_accuracy.pdf",
-    log:
-        "logs/plot_curves.log",
-    conda:
-        "../envs/analysis.yaml"
-    shell:
-        "mimetic plot-curves --epochs {input.epochs:q} --out {output:q} > {log:q} 2>&1"
+        "mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q}"
+        " --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} > {log:q} 2>&1"
 
 
 rule result_tables:
@@ -65,21 +40,22 @@ rule result_tables:
         claims_schema=CLAIMS_SCHEMA,
         references=REFERENCES,
         references_schema=REFERENCES_SCHEMA,
-        code=TABLE_CODE,
+        code=code("tables"),
     output:
-        result_tables(),
+        [path for name, path in TABLES.items() if not name.endswith(".html")],
         **{
-            name: report(
+            name.removesuffix(".html"): report(
                 path,
-                caption=f"../report/table_{name}.rst",
+                caption=f"../report/table_{name.removesuffix('.html')}.rst",
                 category=(
                     "1. Claims"
-                    if name in ("verdicts", "main", "references")
+                    if name in ("verdicts.html", "main.html", "references.html")
                     else "2. Results"
                 ),
-                labels={"table": name.replace("_", " ")},
+                labels={"table": name.removesuffix(".html").replace("_", " ")},
             )
-            for name, path in result_tables_html().items()
+            for name, path in TABLES.items()
+            if name.endswith(".html")
         },
     log:
         "logs/result_tables.log",
@@ -100,18 +76,22 @@ rule paper_figures:
         epochs=EPOCHS_CSV,
         claims=CLAIMS,
         claims_schema=CLAIMS_SCHEMA,
-        code=PLOT_CODE,
+        code=code("figures"),
     output:
+        [path for name, path in FIGURES.items() if not name.endswith(".png")],
         **{
-            name: report(
-                png,
-                caption=f"../report/figure_{name}.rst",
-                category="1. Claims" if name == "gain_forest" else "2. Results",
-                labels={"figure": name.replace("_", " "), "experiment": "all"},
+            name.removesuffix(".png"): report(
+                path,
+                caption=f"../report/figure_{name.removesuffix('.png')}.rst",
+                category="1. Claims" if name == "gain_forest.png" else "2. Results",
+                labels={
+                    "figure": name.removesuffix(".png").replace("_", " "),
+                    "experiment": "all",
+                },
             )
-            for name, png in paper_figures().items()
+            for name, path in FIGURES.items()
+            if name.endswith(".png")
         },
-        pdfs=[png.replace(".png", ".pdf") for png in paper_figures().values()],
     log:
         "logs/paper_figures.log",
     conda:
@@ -127,7 +107,7 @@ rule paper_figures:
 rule provenance:
     input:
         summaries=run_records("summary.json"),
-        code=PROVENANCE_CODE,
+        code=code("provenance"),
     output:
         report(
             "results/provenance.html",

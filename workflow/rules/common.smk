@@ -1,9 +1,7 @@
-import dataclasses
 import json
 import os
 import shlex
 import sys
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
@@ -25,25 +23,28 @@ if not os.path.isdir(SOURCE):
     )
 shell.prefix(f"export MIMETIC_WORKFLOW_SOURCE={shlex.quote(os.path.abspath(SOURCE))}; ")
 
-# Planning checks use the package's own code (one implementation with the trainer's).
+# Planning uses the package's own code (one implementation with the jobs'), and none of its
+# heavy parts: no torch, timm, matplotlib or seaborn (tests/test_layout.py holds it to that).
 sys.path.insert(0, os.path.dirname(os.path.abspath(SOURCE)))
 try:
     from mimetic import checks
+    from mimetic.report import claims, outputs
+    from mimetic.train import recipe
 except ImportError as e:
     raise WorkflowError(
         f"the workflow checks its config with its own package, which needs {e.name!r} in Snakemake's "
         "environment: pip install -e <this repository> (or conda env create -f environment.yml)"
     )
 
-from mimetic import claims, compare, plots, recipe, tables
+
+def repo_file(path):
+    """A file of this repository, relative to the working directory like every path here."""
+    return os.path.relpath(os.path.join(SOURCE, "../..", path))
+
 
 # The claims and published numbers: the config's files, or the workflow's own.
-CLAIMS = config.get("claims") or os.path.relpath(
-    os.path.join(SOURCE, "../../config/claims.yaml")
-)
-REFERENCES = config.get("references") or os.path.relpath(
-    os.path.join(SOURCE, "../../config/references.yaml")
-)
+CLAIMS = config.get("claims") or repo_file("config/claims.yaml")
+REFERENCES = config.get("references") or repo_file("config/references.yaml")
 CLAIMS_SCHEMA = workflow.source_path("../schemas/claims.schema.yaml")
 REFERENCES_SCHEMA = workflow.source_path("../schemas/references.schema.yaml")
 
@@ -58,49 +59,33 @@ except (checks.ConfigError, claims.SpecError) as e:
     raise WorkflowError(f"config: {e}")
 
 
-def package_code(*modules):
-    """Source files of the package: inputs of the rules whose output they shape (tables,
-    figures), so that editing them re-makes those outputs. Relative, like every path here.
-    """
-    return [os.path.relpath(os.path.join(SOURCE, f"{m}.py")) for m in modules]
+def code(kind):
+    """The package's code behind one kind of output (mimetic.report.outputs.CODE): an input of
+    its rules, so that editing it re-makes what it shapes and nothing else."""
+    return [repo_file(f"src/mimetic/{m}") for m in outputs.CODE[kind]]
 
-
-PLOT_CODE = package_code("plots")
-TABLE_CODE = package_code("aggregate", "stats", "compare", "render", "tables", "claims")
-PROVENANCE_CODE = package_code("provenance")
 
 # The grid in one canonical order (the baseline arm first, the rest sorted): a config whose
 # keys are reordered plans the same jobs with the same parameters, figures included.
 EXPERIMENTS = sorted(config["experiments"])
-ARMS = [
-    config["baseline"],
-    *sorted(a for a in config["arms"] if a != config["baseline"]),
-]
+ARMS = [config["baseline"], *sorted(set(config["arms"]) - {config["baseline"]})]
 SEEDS = sorted(config["seeds"])
 PRETRAINED = sorted(config["pretrained"])
-
-RUN = "results/runs/{experiment}/{arm}/seed{seed}"
-STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
 # The runs whose attention structure is analysed: one seed of every experiment x arm.
 STRUCTURE_SEED = (
     config["structure"]["seed"]
     if config["structure"]["seed"] is not None
     else config["seeds"][0]
 )
-# Datasets the data stage downloads and converts (the schema's `data` section, less ImageNet,
-# which is indexed in place and read by worker processes).
 PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
-# Recipe keys that say how a run executes, not what it computes (mimetic.recipe.TrainConfig
-# .EXECUTION, and `gpus`): they reach `mimetic train` outside its tracked recipe, so changing
-# them never re-runs a finished run.
-TRAIN_OPTIONS = recipe.TrainConfig.EXECUTION
-EXECUTION = (*TRAIN_OPTIONS, "gpus")
+GRID = outputs.has_grid(config["arms"], config["baseline"])
+TABLES = outputs.table_files("results/tables", GRID)
+FIGURES = outputs.figure_files("results/figures", GRID)
+RUNS_CSV, EPOCHS_CSV = "results/tables/runs.csv", "results/tables/epochs.csv"
 
-# What `aggregate` writes from the run records, and what the result tables and figures read.
-RUNS_CSV = "results/tables/runs.csv"
-EPOCHS_CSV = "results/tables/epochs.csv"
-SUMMARY_CSV = "results/tables/summary.csv"
-SUMMARY_MD = "results/tables/summary.md"
+RUN = "results/runs/{experiment}/{arm}/seed{seed}"
+STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
+STAGES = ["init", "final"]
 
 
 wildcard_constraints:
@@ -111,7 +96,7 @@ wildcard_constraints:
     pretrained="|".join(map(str, config["pretrained"])) or "(?!)",  # (?!) matches nothing
 
 
-def run_records(filename="summary.json"):
+def run_records(filename):
     """`filename` of every run of the grid (experiment x arm x seed), in one fixed order."""
     return [
         f"{RUN.format(experiment=e, arm=a, seed=s)}/{filename}"
@@ -121,87 +106,49 @@ def run_records(filename="summary.json"):
     ]
 
 
-# The trainer's defaults, which a run recipe leaves out (see run_recipe).
-RECIPE_DEFAULTS = {
-    f.name: f.default
-    for f in dataclasses.fields(recipe.TrainConfig)
-    if f.name not in EXECUTION
-}
-
-
-def run_recipe(wildcards):
-    """What one run computes, as canonical JSON (sorted keys, one encoding): its experiment's
-    recipe less the execution keys and the keys at the trainer's default, and its arm's init.
-    Snakemake tracks this parameter, so a real recipe change re-runs the run, and neither a
-    reordered config file nor a recipe key added to the trainer later (at a default that keeps
-    what runs compute) does. summary.json records every key."""
-    recipe = {
-        k: v
-        for k, v in config["experiments"][wildcards.experiment].items()
-        if k not in EXECUTION and not (k in RECIPE_DEFAULTS and v == RECIPE_DEFAULTS[k])
-    }
+def get_recipe(wildcards):
     arm = config["arms"][wildcards.arm]
-    recipe.update(init=arm["init"], init_params=arm["params"])
-    return json.dumps(recipe, sort_keys=True)
-
-
-def execution_options(wildcards, resources):
-    """How one run executes: `mimetic train` options from its experiment's execution keys.
-
-    Taking `resources` makes this a parameter derived from the job's execution, which
-    Snakemake does not track for re-runs (tests/test_workflow.py holds it to that)."""
-    recipe = config["experiments"][wildcards.experiment]
-    args = [
-        "--gpus",
-        str(recipe["gpus"]),
-        "--runs-per-gpu",
-        str(config["runs_per_gpu"]),
-    ]
-    for key in TRAIN_OPTIONS:
-        value, option = recipe.get(key), f"--{key.replace('_', '-')}"
-        if isinstance(value, bool):
-            args.append(option if value else f"--no-{option[2:]}")
-        elif value is not None:
-            args += [option, str(value)]
-    return args
-
-
-def run_gpus(wildcards):
-    """GPUs a run takes: what `--resources gpu=N` counts, and the SLURM executor asks for."""
-    return config["experiments"][wildcards.experiment]["gpus"]
-
-
-def data_inputs(wildcards):
-    """The prepared dataset a run reads (ImageNet: its index): none for the built-in datasets
-    (digits, synthetic) or where the recipe's `data_root` names a prepared folder of its own.
-    """
-    recipe = config["experiments"][wildcards.experiment]
-    if recipe.get("data_root"):
-        return []
-    if recipe["dataset"] == "imagenet":
-        return expand(
-            "resources/data/imagenet/{file}", file=["train.csv", "val.csv", "meta.json"]
-        )
-    if recipe["dataset"] not in PREPARED_DATASETS:
-        return []
-    return expand(
-        "resources/data/{dataset}/{file}",
-        dataset=recipe["dataset"],
-        file=["train.npz", "test.npz", "meta.json"],
+    return recipe.run_recipe(
+        config["experiments"][wildcards.experiment], arm["init"], arm["params"]
     )
 
 
-def dataset_root(wildcards):
+def get_execution(wildcards, resources):
+    """`mimetic train` options from the experiment's execution keys. Taking `resources` makes this
+    a parameter of the job's execution, which Snakemake does not track for re-runs."""
+    return recipe.execution_args(
+        config["experiments"][wildcards.experiment], config["runs_per_gpu"]
+    )
+
+
+def get_gpus(wildcards):
+    return config["experiments"][wildcards.experiment]["gpus"]
+
+
+def get_data(wildcards):
+    """The prepared dataset a run reads (ImageNet: its index); none for the built-in datasets or
+    where the recipe's `data_root` names a prepared folder of its own."""
+    exp = config["experiments"][wildcards.experiment]
+    if exp.get("data_root") or exp["dataset"] not in [*PREPARED_DATASETS, "imagenet"]:
+        return []
+    files = (
+        ["train.csv", "val.csv", "meta.json"]
+        if exp["dataset"] == "imagenet"
+        else ["train.npz", "test.npz", "meta.json"]
+    )
+    return [f"resources/data/{exp['dataset']}/{f}" for f in files]
+
+
+def get_dataset_root(wildcards):
     return config["data"][wildcards.dataset]["root"]
 
 
-def imagenet_args(wildcards):
-    """`mimetic prepare imagenet` options from config `data.imagenet` (unset root: the
-    command fails with a message naming the key)."""
+def get_imagenet_args(wildcards):
+    """`mimetic prepare imagenet` options from `data.imagenet` (no root: the command fails naming the key)."""
     cfg = config["data"]["imagenet"]
     args = [] if cfg["root"] is None else ["--root", cfg["root"]]
-    classes = cfg["classes"]
-    if classes is not None:
+    if cfg["classes"] is not None:
+        classes = cfg["classes"]
         args += [
             "--classes",
             *map(str, classes if isinstance(classes, list) else [classes]),
@@ -212,13 +159,12 @@ def imagenet_args(wildcards):
     return args
 
 
-def pretrained_file(wildcards):
+def get_pretrained_file(wildcards):
     """A local checkpoint is an input (its changes re-run the extraction); hub weights are not."""
     return config["pretrained"][wildcards.pretrained]["file"] or []
 
 
-def pretrained_args(wildcards):
-    """The `mimetic extract` options of one `pretrained` entry."""
+def get_pretrained_args(wildcards):
     entry = config["pretrained"][wildcards.pretrained]
     args = ["--model", entry["model"], "--label", wildcards.pretrained]
     if entry["file"]:
@@ -228,126 +174,111 @@ def pretrained_args(wildcards):
     return args
 
 
-def structure_sources(experiment, filename):
-    """label -> `filename` of every source of one experiment's structure figures, in column
-    order: its pretrained reference (if any), then each arm initialized, then each arm trained.
-    """
-    sources = {}
+def structure_sources(experiment):
+    """label -> folder of every source of one experiment's structure figures, in column order: its
+    pretrained reference (if any), then each arm initialized, then each arm trained."""
     reference = config["structure"]["reference"].get(experiment)
-    if reference:
-        sources[f"pretrained {reference}"] = (
-            f"results/pretrained/{reference}/{filename}"
-        )
-    for stage, name in (("init", "init"), ("final", "trained")):
+    sources = (
+        {f"pretrained {reference}": f"results/pretrained/{reference}"}
+        if reference
+        else {}
+    )
+    name = {"init": "init", "final": "trained"}
+    for stage in STAGES:
         for arm in ARMS:
-            path = STRUCTURE.format(
+            sources[f"{arm} {name[stage]}"] = STRUCTURE.format(
                 experiment=experiment, arm=arm, seed=STRUCTURE_SEED, stage=stage
             )
-            sources[f"{arm} {name}"] = f"{path}/{filename}"
     return sources
 
 
-def structure_products(wildcards):
-    return list(
-        structure_sources(wildcards.experiment, "products.safetensors").values()
-    )
+def get_structure_products(wildcards):
+    return [
+        f"{d}/products.safetensors"
+        for d in structure_sources(wildcards.experiment).values()
+    ]
 
 
-def structure_metrics(wildcards):
-    return list(structure_sources(wildcards.experiment, "structure.csv").values())
+def get_structure_metrics(wildcards):
+    return [
+        f"{d}/structure.csv" for d in structure_sources(wildcards.experiment).values()
+    ]
 
 
-def labelled(sources):
-    """LABEL=PATH arguments."""
-    return [f"{label}={path}" for label, path in sources.items()]
-
-
-def labelled_products(wildcards):
-    return labelled(structure_sources(wildcards.experiment, "products.safetensors"))
-
-
-def labelled_metrics(wildcards):
-    return labelled(structure_sources(wildcards.experiment, "structure.csv"))
-
-
-def pretrained_metrics():
-    return labelled({p: f"results/pretrained/{p}/structure.csv" for p in PRETRAINED})
-
-
-def run_figure_title(wildcards):
-    return f"{wildcards.experiment}, {wildcards.arm}, seed {wildcards.seed}, {wildcards.stage}"
-
-
-def compare_title(wildcards):
+def get_structure_title(wildcards):
     return f"{wildcards.experiment}, seed {STRUCTURE_SEED}"
 
 
-def both(path):
+def heatmap_args(labels, input, output):
+    """LABEL=FILE arguments of `mimetic plot-structure`: each source's products and metrics (the
+    rule's inputs), and each of `labels`' heatmap files (its outputs: PNG, PDF per label).
+    """
+    sources = list(zip(input.products, input.metrics))
+    pairs = zip(output.heatmaps[::2], output.heatmaps[1::2])
+    return [
+        "--products",
+        *[f"{l}={p}" for l, (p, _) in zip(labels["sources"], sources)],
+        "--metrics",
+        *[f"{l}={m}" for l, (_, m) in zip(labels["sources"], sources)],
+        "--heatmap",
+        *[f"{l}={png},{pdf}" for l, (png, pdf) in zip(labels["heatmaps"], pairs)],
+    ]
+
+
+def get_structure_args(wildcards, input, output):
+    sources = list(structure_sources(wildcards.experiment))
+    return heatmap_args(
+        {"sources": sources, "heatmaps": [f"{a} trained" for a in ARMS]}, input, output
+    )
+
+
+def get_pretrained_plot_args(wildcards, input, output):
+    return heatmap_args({"sources": PRETRAINED, "heatmaps": PRETRAINED}, input, output)
+
+
+def figure_files(stems, caption, subcategory, labels):
+    """Each figure's PNG (in the report, with its caption and labels) and PDF."""
+    files = []
+    for stem, label in zip(stems, labels):
+        png = report(
+            f"{stem}.png",
+            caption=f"../report/{caption}.rst",
+            category="3. Attention structure",
+            subcategory=subcategory,
+            labels=label,
+        )
+        files += [png, f"{stem}.pdf"]
+    return files
+
+
+def both(stem):
     """A figure's PNG and PDF."""
-    return [f"{path}.png", f"{path}.pdf"]
+    return [f"{stem}.png", f"{stem}.pdf"]
 
 
 def structure_figures():
     targets = []
     for e in EXPERIMENTS:
-        targets += both(f"results/figures/structure_{e}") + both(
-            f"results/figures/structure_profile_{e}"
-        )
+        targets += both(f"results/figures/structure_{e}")
+        targets += both(f"results/figures/structure_profile_{e}")
         for a in ARMS:
-            targets += both(
+            stem = (
                 f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps"
             )
+            targets += both(stem)
     return targets
 
 
 def pretrained_figures():
-    targets = []
-    for p in PRETRAINED:
-        targets += both(f"results/figures/pretrained/{p}_heatmaps")
-    if config["pretrained"]:
-        targets += both("results/figures/pretrained_profile")
-    return targets
-
-
-GRID = compare.has_grid(config["arms"], config["baseline"])
-
-
-def tables_():
-    """Every table: the aggregate's and the result tables (CSV, Markdown, LaTeX, HTML)."""
-    return [
-        RUNS_CSV,
-        EPOCHS_CSV,
-        SUMMARY_CSV,
-        SUMMARY_MD,
-        *result_tables(),
-        *result_tables_html().values(),
+    targets = [
+        f for p in PRETRAINED for f in both(f"results/figures/pretrained/{p}_heatmaps")
     ]
-
-
-def result_tables():
-    """The result tables as CSV, Markdown and LaTeX (their HTML: result_tables_html)."""
-    names = [*tables.TABLES, *([tables.GRID] if GRID else [])]
-    return [f"results/tables/{n}.{ext}" for n in names for ext in ("csv", "md", "tex")]
-
-
-def result_tables_html():
-    names = [*tables.TABLES, *([tables.GRID] if GRID else [])]
-    return {n: f"results/tables/{n}.html" for n in names}
-
-
-def paper_figures():
-    """The result figures, each as PNG and PDF (mimetic.plots)."""
-    names = [*plots.FIGURES, *([plots.GRID_FIGURE] if GRID else [])]
-    return {n: f"results/figures/{n}.png" for n in names}
+    return targets + (both("results/figures/pretrained_profile") if PRETRAINED else [])
 
 
 def figures():
-    return (
-        [
-            *paper_figures().values(),
-            *(p.replace(".png", ".pdf") for p in paper_figures().values()),
-        ]
-        + both("results/figures/test_accuracy")
-        + structure_figures()
-        + pretrained_figures()
-    )
+    return [*FIGURES.values(), *structure_figures(), *pretrained_figures()]
+
+
+def tables():
+    return [RUNS_CSV, EPOCHS_CSV, *TABLES.values()]

@@ -14,7 +14,7 @@ rule prepare_data:
     conda:
         "../envs/analysis.yaml"
     params:
-        root=dataset_root,
+        root=get_dataset_root,
     shell:
         "mimetic prepare {wildcards.dataset:q} --root {params.root:q} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"
@@ -31,7 +31,7 @@ rule prepare_imagenet:
         "../envs/analysis.yaml"
     threads: 8  # processes that check every image can be decoded
     params:
-        args=imagenet_args,
+        args=get_imagenet_args,
     shell:
         "mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.val:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"

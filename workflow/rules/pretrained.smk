@@ -1,6 +1,6 @@
 rule extract_pretrained:
     input:
-        pretrained_file,
+        get_pretrained_file,
     output:
         products="results/pretrained/{pretrained}/products.safetensors",
         metrics="results/pretrained/{pretrained}/structure.csv",
@@ -9,55 +9,37 @@ rule extract_pretrained:
     conda:
         "../envs/analysis.yaml"
     params:
-        args=pretrained_args,
+        args=get_pretrained_args,
     shell:
         "mimetic extract {params.args:q} --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
-rule plot_pretrained_heatmaps:
+# Every pretrained model's heatmaps and their diagonal profiles, in one job.
+rule plot_pretrained:
     input:
-        products="results/pretrained/{pretrained}/products.safetensors",
-        code=PLOT_CODE,
+        products=expand("results/pretrained/{p}/products.safetensors", p=PRETRAINED),
+        metrics=expand("results/pretrained/{p}/structure.csv", p=PRETRAINED),
+        code=code("structure_figures"),
     output:
-        png=report(
-            "results/figures/pretrained/{pretrained}_heatmaps.png",
-            caption="../report/heatmaps.rst",
-            category="3. Attention structure",
+        heatmaps=figure_files(
+            [f"results/figures/pretrained/{p}_heatmaps" for p in PRETRAINED],
+            caption="heatmaps",
             subcategory="Pretrained",
-            labels={"model": "{pretrained}", "figure": "heatmaps"},
+            labels=[{"model": p, "figure": "heatmaps"} for p in PRETRAINED],
         ),
-        pdf="results/figures/pretrained/{pretrained}_heatmaps.pdf",
+        profile=figure_files(
+            ["results/figures/pretrained_profile"],
+            caption="profile",
+            subcategory="Pretrained",
+            labels=[{"model": "all pretrained", "figure": "diagonal profile"}],
+        ),
     log:
-        "logs/plot_pretrained_heatmaps/{pretrained}.log",
+        "logs/plot_pretrained.log",
     conda:
         "../envs/analysis.yaml"
     params:
+        sources=get_pretrained_plot_args,
         crop=config["structure"]["crop"],
     shell:
-        "mimetic plot-heatmaps --products {input.products:q} --title {wildcards.pretrained:q} --crop {params.crop}"
-        " --out {output:q} > {log:q} 2>&1"
-
-
-rule plot_pretrained_profile:
-    input:
-        expand(
-            "results/pretrained/{pretrained}/structure.csv",
-            pretrained=PRETRAINED,
-        ),
-    output:
-        png=report(
-            "results/figures/pretrained_profile.png",
-            caption="../report/profile.rst",
-            category="3. Attention structure",
-            subcategory="Pretrained",
-            labels={"model": "all pretrained", "figure": "diagonal profile"},
-        ),
-        pdf="results/figures/pretrained_profile.pdf",
-    log:
-        "logs/plot_pretrained_profile.log",
-    conda:
-        "../envs/analysis.yaml"
-    params:
-        metrics=pretrained_metrics(),
-    shell:
-        "mimetic plot-profile --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1"
+        "mimetic plot-structure {params.sources:q} --profile {output.profile:q} --crop {params.crop}"
+        " > {log:q} 2>&1"

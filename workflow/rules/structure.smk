@@ -1,100 +1,95 @@
-rule extract_run:
+# The analysed runs' attention products, each arm initialized and trained, in one job per experiment.
+rule extract_runs:
     input:
-        summary=f"{RUN}/summary.json",
-        weights=f"{RUN}/final.safetensors",
+        summaries=expand(
+            f"{RUN}/summary.json", arm=ARMS, seed=STRUCTURE_SEED, allow_missing=True
+        ),
+        weights=expand(
+            f"{RUN}/final.safetensors",
+            arm=ARMS,
+            seed=STRUCTURE_SEED,
+            allow_missing=True,
+        ),
     output:
-        products=f"{STRUCTURE}/products.safetensors",
-        metrics=f"{STRUCTURE}/structure.csv",
+        # runs outer, stages inner: as `mimetic extract-runs` pairs them
+        products=expand(
+            f"{STRUCTURE}/products.safetensors",
+            arm=ARMS,
+            stage=STAGES,
+            seed=STRUCTURE_SEED,
+            allow_missing=True,
+        ),
+        metrics=expand(
+            f"{STRUCTURE}/structure.csv",
+            arm=ARMS,
+            stage=STAGES,
+            seed=STRUCTURE_SEED,
+            allow_missing=True,
+        ),
     log:
-        "logs/extract_run/{experiment}/{arm}/seed{seed}/{stage}.log",
+        "logs/extract_runs/{experiment}.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        stages=STAGES,
     shell:
-        "mimetic extract-run --summary {input.summary:q} --weights {input.weights:q} --stage {wildcards.stage}"
+        "mimetic extract-runs --summaries {input.summaries:q} --weights {input.weights:q} --stages {params.stages:q}"
         " --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
-rule plot_run_heatmaps:
+# One experiment's structure figures in one job: each arm's trained heatmaps, the sources side by
+# side, their diagonal profile.
+rule plot_structure:
     input:
-        products=f"{STRUCTURE}/products.safetensors",
-        code=PLOT_CODE,
+        products=get_structure_products,
+        metrics=get_structure_metrics,
+        code=code("structure_figures"),
     output:
-        png=report(
-            "results/figures/structure/{experiment}/{arm}_seed{seed}_{stage}_heatmaps.png",
-            caption="../report/heatmaps.rst",
-            category="3. Attention structure",
+        heatmaps=figure_files(
+            [
+                f"results/figures/structure/{{experiment}}/{a}_seed{STRUCTURE_SEED}_final_heatmaps"
+                for a in ARMS
+            ],
+            caption="heatmaps",
             subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "arm": "{arm}",
-                "figure": "heatmaps ({stage})",
-            },
+            labels=[
+                {"experiment": "{experiment}", "arm": a, "figure": "heatmaps"}
+                for a in ARMS
+            ],
         ),
-        pdf="results/figures/structure/{experiment}/{arm}_seed{seed}_{stage}_heatmaps.pdf",
+        compare=figure_files(
+            ["results/figures/structure_{experiment}"],
+            caption="structure_compare",
+            subcategory="{experiment}",
+            labels=[
+                {
+                    "experiment": "{experiment}",
+                    "arm": "all",
+                    "figure": "pretrained, init, trained",
+                }
+            ],
+        ),
+        profile=figure_files(
+            ["results/figures/structure_profile_{experiment}"],
+            caption="profile",
+            subcategory="{experiment}",
+            labels=[
+                {
+                    "experiment": "{experiment}",
+                    "arm": "all",
+                    "figure": "diagonal profile",
+                }
+            ],
+        ),
     log:
-        "logs/plot_run_heatmaps/{experiment}/{arm}/seed{seed}/{stage}.log",
+        "logs/plot_structure/{experiment}.log",
     conda:
         "../envs/analysis.yaml"
     params:
+        sources=get_structure_args,
+        title=get_structure_title,
         crop=config["structure"]["crop"],
-        title=run_figure_title,
+        compare_crop=config["structure"]["compare_crop"],
     shell:
-        "mimetic plot-heatmaps --products {input.products:q} --title {params.title:q} --crop {params.crop}"
-        " --out {output:q} > {log:q} 2>&1"
-
-
-rule plot_structure_compare:
-    input:
-        products=structure_products,
-        code=PLOT_CODE,
-    output:
-        png=report(
-            "results/figures/structure_{experiment}.png",
-            caption="../report/structure_compare.rst",
-            category="3. Attention structure",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "arm": "all",
-                "figure": "pretrained, init, trained",
-            },
-        ),
-        pdf="results/figures/structure_{experiment}.pdf",
-    log:
-        "logs/plot_structure_compare/{experiment}.log",
-    conda:
-        "../envs/analysis.yaml"
-    params:
-        products=labelled_products,
-        crop=config["structure"]["compare_crop"],
-        title=compare_title,
-    shell:
-        "mimetic plot-compare --products {params.products:q} --title {params.title:q} --crop {params.crop}"
-        " --out {output:q} > {log:q} 2>&1"
-
-
-rule plot_structure_profile:
-    input:
-        metrics=structure_metrics,
-        code=PLOT_CODE,
-    output:
-        png=report(
-            "results/figures/structure_profile_{experiment}.png",
-            caption="../report/profile.rst",
-            category="3. Attention structure",
-            subcategory="{experiment}",
-            labels={
-                "experiment": "{experiment}",
-                "arm": "all",
-                "figure": "diagonal profile",
-            },
-        ),
-        pdf="results/figures/structure_profile_{experiment}.pdf",
-    log:
-        "logs/plot_structure_profile/{experiment}.log",
-    conda:
-        "../envs/analysis.yaml"
-    params:
-        metrics=labelled_metrics,
-    shell:
-        "mimetic plot-profile --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1"
+        "mimetic plot-structure {params.sources:q} --compare {output.compare:q} --profile {output.profile:q}"
+        " --title {params.title:q} --crop {params.crop} --compare-crop {params.compare_crop} > {log:q} 2>&1"

@@ -1,6 +1,6 @@
 rule train_run:
     input:
-        data_inputs,
+        get_data,
     output:
         metrics=f"{RUN}/metrics.csv",
         weights=f"{RUN}/final.safetensors",
@@ -12,11 +12,11 @@ rule train_run:
     threads: config["threads_per_run"]
     resources:
         # `--resources gpu=N` bounds the runs started at once, and the SLURM executor asks for
-        # this many (--gpus); each run locks its own device(s) (mimetic.gpu).
-        gpu=run_gpus,
+        # this many (--gpus); each run locks its own device(s) (mimetic.train.gpu).
+        gpu=get_gpus,
     params:
-        recipe=run_recipe,
-        execution=execution_options,
+        recipe=get_recipe,
+        execution=get_execution,
         run=RUN,  # the run's folder, which the trainer owns
         # Outside the declared outputs, so Snakemake never deletes it: a re-run resumes.
         checkpoint="results/checkpoints/{experiment}/{arm}/seed{seed}.pt",

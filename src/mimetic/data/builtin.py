@@ -6,18 +6,17 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
     from torch import Tensor
 
-from mimetic.data.core import ImageData, register
+from mimetic.data.core import ImageData, register_dataset
 
 
-@register("digits")
+@register_dataset("digits")
 def load_digits(root: Path | None = None) -> ImageData:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images, offline), with a fixed
     stratified 80/20 train/test split."""
+    import numpy as np
     import torch
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
@@ -32,7 +31,7 @@ def load_digits(root: Path | None = None) -> ImageData:
                      torch.from_numpy(x_te), torch.from_numpy(y_te).long(), num_classes=10, flip=False)
 
 
-@register("synthetic")
+@register_dataset("synthetic")
 def load_synthetic(root: Path | None = None, *, n_train: int = 2048, n_test: int = 512, size: int = 32,
                    num_classes: int = 10) -> ImageData:
     """CIFAR-shaped class-conditional noise (fixed seed): learnable, for tests and benchmarks."""

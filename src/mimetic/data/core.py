@@ -8,9 +8,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-import numpy as np
+from mimetic.registry import Registry
 
-if TYPE_CHECKING:  # torch on first use: the config check and analysis commands import this module
+if TYPE_CHECKING:  # numpy and torch on first use: the config check and analysis commands import this module
+    import numpy as np
     from torch import Tensor
 
 # Where the data stage puts each dataset (relative to the workflow's working directory).
@@ -94,32 +95,23 @@ SHAPES = {
     "svhn": Shape(32, 73_257),
     "tiny_imagenet": Shape(64, 100_000),
 }
-# The data stage's datasets (mimetic.data.prepare.PREPARED has their sources; a test keeps the two equal).
+# The data stage's datasets (mimetic.data.stage.PREPARED has their sources; a test keeps the two equal).
 PREPARED_NAMES = ("cifar10", "cifar100", "svhn", "tiny_imagenet")
 BUILTIN = ("digits", "synthetic")  # made in memory: no data stage, no `data_root`
-# Read from disk while training (mimetic.inputs.StreamInputs), not held in memory; `data_root`
+# Read from disk while training (mimetic.train.stream.StreamInputs), not held in memory; `data_root`
 # is the folder of the data stage's index (default resources/data/<name>).
 STREAMED = ("imagenet",)
 
 Loader = Callable[[Path | None], ImageData]
-DATASETS: dict[str, Loader] = {}
-
-
-def register(name: str) -> Callable[[Loader], Loader]:
-    def add(fn: Loader) -> Loader:
-        DATASETS[name] = fn
-        return fn
-
-    return add
+DATASETS: Registry[Loader] = Registry("dataset")  # the in-memory datasets' loaders
+register_dataset = DATASETS.register
 
 
 def load_dataset(name: str, root: str | Path | None = None) -> ImageData:
     """Load dataset `name` from `root`: its prepared folder (default resources/data/<name>);
     unused by the built-in datasets (digits, synthetic)."""
-    if name not in DATASETS:
-        hint = f"; {name} is streamed from its folder (mimetic.inputs.StreamInputs)" if name in STREAMED else ""
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}{hint}")
-    return DATASETS[name](Path(root) if root is not None else None)
+    hint = f"; {name} is streamed from its folder (mimetic.train.stream.StreamInputs)" if name in STREAMED else ""
+    return DATASETS.lookup(name, hint)(Path(root) if root is not None else None)
 
 
 @dataclass

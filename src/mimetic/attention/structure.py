@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from mimetic.attention import AttentionWeights, attention_layers
+from mimetic.attention.weights import AttentionWeights, attention_layers
 
 METRICS = ("diag_mean", "offdiag_abs_mean", "identity_cosine")
 
@@ -62,3 +63,13 @@ def structure_metrics(products: dict[str, Tensor]) -> pd.DataFrame:
         rows.append({"layer": layer, "head": pd.NA, "product": "vo", **matrix_metrics(products["vo"][layer])})
     df = pd.DataFrame(rows)
     return df.astype({"layer": "int64", "head": "Int64"})
+
+
+def write(products: dict[str, Tensor], products_path: str | Path, metrics_path: str | Path,
+          metadata: dict[str, str]) -> None:
+    """The products (safetensors, with `metadata`) and their structure metrics (CSV), atomically."""
+    from mimetic import io
+
+    io.write_safetensors(products_path, products, metadata=metadata)
+    io.write_csv(metrics_path, structure_metrics(products))
+

@@ -1,6 +1,6 @@
 """Starting one run on its devices: checks that fail in the first second, the GPU lease, and
 the torchrun relaunch of data-parallel runs. Kept outside the trainer (as timm keeps
-`distributed_train.sh` outside its train.py), so `mimetic.train` stays one loop.
+`distributed_train.sh` outside its train.py), so `mimetic.train.loop` stays one loop.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
-from mimetic import gpu, io
-from mimetic.recipe import TrainConfig
+from mimetic import io
+
+from mimetic.train import gpu
+from mimetic.train.recipe import TrainConfig
 
 
 class LaunchError(RuntimeError):
@@ -93,11 +95,11 @@ def run(cfg: TrainConfig, out: str, *, experiment: str | None, arm: str | None, 
         gpus: int | None, runs_per_gpu: int, processes: int | None, threads: int, argv: list[str]) -> None:
     """Train one run: here in this process, or under torchrun with one process per GPU.
 
-    argv: this command's own arguments, re-used for the torchrun workers.
+    cfg: validated (recipe_from_json's). argv: this command's own arguments, re-used for the
+    torchrun workers.
     """
-    from mimetic.train import train
+    from mimetic.train.loop import train
 
-    cfg.validate()
     if gpus is not None and gpus < 0 or processes is not None and processes < 1:
         raise ValueError(f"--gpus={gpus} must be >= 0 and --processes={processes} >= 1")
     worker = "WORLD_SIZE" in os.environ  # under torchrun: the launcher below chose the devices
@@ -137,12 +139,14 @@ def _torchrun(nproc: int, argv: list[str]) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "mimetic", *argv]
     # torchrun must not outlive us: if this launcher is killed, its workers get SIGTERM.
-    status = subprocess.run(cmd, preexec_fn=_die_with_parent).returncode
+    status = subprocess.run(cmd, preexec_fn=die_with_parent).returncode
     if status:
         raise LaunchError(f"torchrun exited with status {status} (the workers' errors are above)")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child process (preexec_fn): SIGTERM when the parent dies, so no worker outlives its
+    launcher (a killed run, a bench stopped by a timeout) and keeps its GPU."""
     if sys.platform == "linux":
         import ctypes
 
@@ -165,4 +169,4 @@ def recipe_from_json(text: str, **overrides: Any) -> TrainConfig:
     missing = sorted(f for f in ("dataset", "model") if f not in values)
     if missing:
         raise ValueError(f"--recipe needs {missing}")
-    return TrainConfig(**values)
+    return TrainConfig(**values).validate()

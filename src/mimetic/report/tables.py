@@ -1,5 +1,5 @@
-"""The result tables: numbers from mimetic.compare, formatted for people, each written as CSV,
-Markdown, LaTeX booktabs fragment and HTML by mimetic.render.
+"""The result tables: numbers from mimetic.report.compare, formatted for people, each written as CSV,
+Markdown, LaTeX booktabs fragment and HTML by mimetic.report.render.
 
 write_all() writes, under out_dir, <name>.csv/.md/.tex/.html for each name in
   main               per experiment (one row per claim on it): baseline and treatment accuracy,
@@ -9,7 +9,7 @@ write_all() writes, under out_dir, <name>.csv/.md/.tex/.html for each name in
   time_to_accuracy   epochs and wall time for each arm to reach the baseline's mean final
                      accuracy and fixed levels, paired by seed
   references         the published numbers with their source and setting
-  grid               only when arms form an (alpha, beta) grid (compare.has_grid on the config)
+  grid               only when arms form an (alpha, beta) grid (outputs.has_grid on the config)
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mimetic import compare, render, stats
-from mimetic.claims import Claim, Reference
-from mimetic.render import DASH, Table, interval, mean_sd, pvalue, signed
+from mimetic.report import compare, outputs, render, stats
+from mimetic.report.claims import Claim, Reference
+from mimetic.report.render import DASH, Table, interval, mean_sd, pvalue, signed, time_unit
 
 TABLES = ("main", "verdicts", "ablation", "time_to_accuracy", "references")
 GRID = "grid"
@@ -37,11 +37,6 @@ _PUBLISHED = ("Published numbers come from other work in other settings (referen
               "they are shown beside ours and never enter our statistics.")
 
 
-def _unique(values: pd.Series, fallback: str) -> str:
-    v = values.unique()
-    return str(v[0]) if len(v) == 1 else fallback
-
-
 def _metric_note(metrics: pd.Series) -> str:
     names = {"final_test_acc": "final", "best_test_acc": "best (selected on the test set)"}
     used = ", ".join(names.get(m, m) for m in metrics.unique()) or "final"
@@ -50,6 +45,33 @@ def _metric_note(metrics: pd.Series) -> str:
 
 def _claimed(v: float) -> str:
     return DASH if math.isnan(v) else f"{v:+g}".replace("-", render.MINUS)
+
+
+def summary_table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str,
+                  treatment: str = compare.TREATMENT) -> Table:
+    data = compare.ablation(runs, baseline, treatment)
+    reach = compare.time_to_accuracy(compare.reach(runs, epochs, compare.targets(runs, baseline, [])), baseline,
+                                     treatment).set_index(["experiment", "arm"])
+    keys = list(zip(data["experiment"], data["arm"]))
+    data = data.assign(epochs_to_baseline_final=[reach["epochs_mean"].get(k, math.nan) for k in keys],
+                       reached_baseline=[f"{int(reach.loc[k, 'reached'])}/{int(reach.loc[k, 'n'])}" if k in reach.index
+                                         else DASH for k in keys])
+    display = pd.DataFrame({
+        "experiment": data["experiment"], "arm": data["arm"],
+        "seeds": [f"{n} ({seeds})" for n, seeds in data[["n", "seeds"]].values],
+        "final acc (%)": [mean_sd(m, sd) for m, sd in data[["mean", "sd"]].values],
+        "min – max": [f"{render.num(lo)} – {render.num(hi)}" for lo, hi in data[["min", "max"]].values],
+        "gain": data["gain_mean"].map(signed),
+        "95% t-interval": [interval(lo, hi) for lo, hi in data[["gain_t_lo", "gain_t_hi"]].values],
+        "p": data["gain_p"].map(pvalue),
+        f"epochs to {baseline} final": [f"{render.num(e, 1)} ({r})" for e, r in
+                                        data[["epochs_to_baseline_final", "reached_baseline"]].values]})
+    notes = [_metric_note(pd.Series([compare.METRIC])),
+             f"Gain over {baseline} paired by seed, in accuracy points; {stats.INTERVAL_METHOD}; "
+             f"p: {stats.TEST_METHOD}.",
+             f"Epochs to {baseline} final: mean first epoch whose test accuracy reaches the {baseline} arm's mean "
+             "final accuracy, over the runs that reach it (runs that do / runs)."]
+    return Table("summary", data, display, f"Final test accuracy over seeds and the gain over {baseline}", notes)
 
 
 def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
@@ -156,22 +178,15 @@ def grid_table(runs: pd.DataFrame, baseline: str) -> Table | None:
              f"seed with its 95% t-interval. {n_note}α and β: Q/K value / V/Proj value (one value where the "
              "init sets only one product).",
              "Arms form a grid when they share an init and every parameter but α and β."]
-    return Table(GRID, data, display, f"(α, β) grid against {baseline}", notes,
+    return Table(outputs.GRID_TABLE, data, display, f"(α, β) grid against {baseline}", notes,
                  ["l", "l", "l"] + ["r"] * len(betas))
-
-
-def _time_unit(seconds: pd.Series) -> tuple[str, float]:
-    top = seconds.max()
-    if pd.isna(top) or top < 120:
-        return "s", 1.0
-    return ("min", 60.0) if top < 7200 else ("h", 3600.0)
 
 
 def time_table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, treatment: str = compare.TREATMENT,
                levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> Table:
     goals = compare.targets(runs, baseline, levels)
     data = compare.time_to_accuracy(compare.reach(runs, epochs, goals), baseline, treatment)
-    unit, scale = _time_unit(pd.concat([data["wall_time_mean"], data["d_wall_time_mean"].abs()]))
+    unit, scale = time_unit(pd.concat([data["wall_time_mean"], data["d_wall_time_mean"].abs()]).max())
     base_rows = data["arm"] == baseline
     display = pd.DataFrame({
         "experiment": data["experiment"],
@@ -220,8 +235,9 @@ def references_table(references: Sequence[Reference], arms: Sequence[str] = ("de
 def build_all(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
               references: Sequence[Reference] = (), *, treatment: str = compare.TREATMENT,
               levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> list[Table]:
-    """Every table, in TABLES order, then the grid where there is one."""
-    tables = [main_table(runs, baseline, claims, references, treatment), verdicts_table(runs, baseline, claims),
+    """Every table, in outputs.TABLES order, then the grid where there is one."""
+    tables = [summary_table(runs, epochs, baseline, treatment),
+              main_table(runs, baseline, claims, references, treatment), verdicts_table(runs, baseline, claims),
               ablation_table(runs, baseline, treatment), time_table(runs, epochs, baseline, treatment, levels),
               references_table(references, [baseline, treatment])]
     grid = grid_table(runs, baseline)
@@ -232,13 +248,12 @@ def write_all(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claims: S
               references: Sequence[Reference], out: str | os.PathLike | Mapping[str, str | os.PathLike], *,
               treatment: str = compare.TREATMENT,
               levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> list[Path]:
-    """Write every table as <name>.csv/.md/.tex/.html (names: TABLES, then `grid` when the arms
-    form an (alpha, beta) grid), to the files `out` maps those names to, or into the folder `out`;
-    returns the paths written."""
+    """Write every table in its formats (outputs.formats) to the files `out` maps '<name>.<ext>'
+    to, or into the folder `out`; returns the paths written."""
     built = build_all(runs, epochs, baseline, claims, references, treatment=treatment, levels=levels)
     if isinstance(out, (str, os.PathLike)):
-        out = {f"{t.name}.{ext}": Path(out) / f"{t.name}.{ext}" for t in built for ext in render.FORMATS}
+        out = outputs.table_files(out, any(t.name == outputs.GRID_TABLE for t in built))
     paths = []
     for t in built:
-        paths += render.write(t, out)
+        paths += render.write(t, out, outputs.formats(t.name))
     return paths

@@ -17,31 +17,29 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor, nn
+from mimetic.registry import Registry
 
-from mimetic.attention import AttentionLayer, attention_layers
+if TYPE_CHECKING:  # torch on first use: the workflow's config check reads the registry only
+    import torch
+    from torch import Tensor, nn
+
+    from mimetic.attention.weights import AttentionLayer
 
 NOISE = ("normal", "uniform")
 
 InitFn = Callable[..., None]
-INITS: dict[str, InitFn] = {}
-
-
-def register(name: str) -> Callable[[InitFn], InitFn]:
-    """Add an initialization. It is called as fn(layers, generator, **params); its keyword
-    defaults are its parameters and their defaults."""
-
-    def add(fn: InitFn) -> InitFn:
-        INITS[name] = fn
-        return fn
-
-    return add
+# An init is called as fn(layers, generator, **params); its keyword defaults are its parameters
+# and their defaults.
+INITS: Registry[InitFn] = Registry("init")
+register_init = INITS.register
 
 
 def noise(d: int, generator: torch.Generator, dist: str = "normal") -> Tensor:
     """A d x d float64 matrix of i.i.d. entries with mean 0 and variance 1/d."""
+    import torch
+
     if dist == "normal":
         return torch.randn(d, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
     if dist == "uniform":  # U(-a, a) has variance a^2 / 3
@@ -52,16 +50,22 @@ def noise(d: int, generator: torch.Generator, dist: str = "normal") -> Tensor:
 
 def split(a: Tensor) -> tuple[Tensor, Tensor]:
     """left, right with left @ right == a, balanced through the SVD."""
+    import torch
+
     u, s, vh = torch.linalg.svd(a)
     root = s.sqrt()
     return u * root, root[:, None] * vh
 
 
 def qk_target(d: int, alpha: float, beta: float, generator: torch.Generator, dist: str = "normal") -> Tensor:
+    import torch
+
     return alpha * noise(d, generator, dist) + beta * torch.eye(d, dtype=torch.float64)
 
 
 def vo_target(d: int, alpha: float, beta: float, generator: torch.Generator, dist: str = "normal") -> Tensor:
+    import torch
+
     return alpha * noise(d, generator, dist) - beta * torch.eye(d, dtype=torch.float64)
 
 
@@ -72,6 +76,8 @@ def qk_factors(target: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
 
 
 def _init_qk(layer: AttentionLayer, gen: torch.Generator, alpha: float, beta: float, dist: str) -> None:
+    import torch
+
     w = layer.read()
     q, k = w.q.to(torch.float64).clone(), w.k.to(torch.float64).clone()
     hk = layer.head_dim
@@ -86,14 +92,14 @@ def _init_vo(layer: AttentionLayer, gen: torch.Generator, alpha: float, beta: fl
     layer.write(v=v, proj=proj)
 
 
-@register("default")
+@register_init("default")
 def default(layers: list[AttentionLayer], gen: torch.Generator) -> None:
     """The model's own initialization, untouched."""
 
 
 # Draw order is part of the contract (same seed -> same weights): layer by layer, the Q/K
 # noise of heads 0..H-1, then the V/Proj noise.
-@register("mimetic")
+@register_init("mimetic")
 def mimetic(layers: list[AttentionLayer], gen: torch.Generator, alpha1: float = 0.7, beta1: float = 0.7,
             alpha2: float = 0.4, beta2: float = 0.4, dist: str = "normal") -> None:
     """Both products: W_q W_k^T ~ alpha1 Z + beta1 I per head, W_v W_proj ~ alpha2 Z - beta2 I."""
@@ -102,7 +108,7 @@ def mimetic(layers: list[AttentionLayer], gen: torch.Generator, alpha1: float = 
         _init_vo(layer, gen, alpha2, beta2, dist)
 
 
-@register("mimetic-qk")
+@register_init("mimetic-qk")
 def mimetic_qk(layers: list[AttentionLayer], gen: torch.Generator, alpha1: float = 0.7, beta1: float = 0.7,
                dist: str = "normal") -> None:
     """Ablation: only W_q W_k^T is mimetic; W_v and W_proj keep the model's own init."""
@@ -110,7 +116,7 @@ def mimetic_qk(layers: list[AttentionLayer], gen: torch.Generator, alpha1: float
         _init_qk(layer, gen, alpha1, beta1, dist)
 
 
-@register("mimetic-vo")
+@register_init("mimetic-vo")
 def mimetic_vo(layers: list[AttentionLayer], gen: torch.Generator, alpha2: float = 0.4, beta2: float = 0.4,
                dist: str = "normal") -> None:
     """Ablation: only W_v W_proj is mimetic; W_q and W_k keep the model's own init."""
@@ -120,9 +126,7 @@ def mimetic_vo(layers: list[AttentionLayer], gen: torch.Generator, alpha2: float
 
 def init_params(init: str) -> dict[str, object]:
     """The parameters `init` takes, with their defaults."""
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITS)}")
-    sig = inspect.signature(INITS[init])
+    sig = inspect.signature(INITS.lookup(init))
     return {n: p.default for n, p in list(sig.parameters.items())[2:]}
 
 
@@ -149,6 +153,10 @@ def apply_init(model: nn.Module, init: str, *, seed: int | None = None, **params
     torch RNG (data order, dropout) stays the same across inits. None draws the generator's
     seed from the global RNG.
     """
+    import torch
+
+    from mimetic.attention.weights import attention_layers
+
     full = check_params(init, params)
     layers = attention_layers(model)
     if seed is None:

@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mimetic.bench import Options, peak_memory, reset_memory, summarize, timed
-from mimetic.recipe import TrainConfig, build_model
+from mimetic.bench._timing import peak_memory, reset_memory, summarize, timed
+from mimetic.bench.options import Options
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
 
 
 class CountedPosterize:
@@ -113,11 +115,11 @@ def reference(cfg: TrainConfig, opts: Options, device: torch.device, data: Any, 
     """The usual loop on the same images, model and optimizer settings (module docstring)."""
     from timm.data import Mixup
 
-    from mimetic.inputs import default_workers
-    from mimetic.train import build_optimizer, build_scheduler
+    from mimetic.train.inputs import default_workers
+    from mimetic.train.loop import build_optimizer, build_scheduler
 
     mean, std = data.stats()
-    flip = cfg.flip == "yes" or (cfg.flip == "auto" and data.flip)
+    flip = cfg.flips(data.flip)
     posterize = CountedPosterize()
     dataset = ReferenceImages(data.train_x, data.train_y,
                               reference_transform(cfg, data.image_size, mean, std, flip, posterize), posterize)

@@ -13,6 +13,7 @@ The public pieces (build_optimizer, build_scheduler, train_step, evaluate) are w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,10 +27,12 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 
 from mimetic import io
-from mimetic.distributed import Dist, setup_distributed
-from mimetic.inputs import StreamInputs, make_inputs
+from mimetic.train import checkpoint as ckpt
+from mimetic.train.distributed import Dist, setup_distributed
+from mimetic.train.inputs import make_inputs
 from mimetic.provenance import device_name, environment
-from mimetic.recipe import TrainConfig, build_model
+from mimetic.train.models import build_model
+from mimetic.train.recipe import TrainConfig
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -105,23 +108,6 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     return loss_sum / len(y), correct
 
 
-def _rng_state(device: torch.device) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return sorted(k for k in a.keys() | b.keys() if k not in TrainConfig.EXECUTION and a.get(k) != b.get(k))
-
-
 def _check_finite(losses: Tensor, epoch: int, dist: Dist) -> None:
     bad = dist.sum((~torch.isfinite(losses)).float())
     if bad.any():
@@ -145,6 +131,27 @@ def _remove_stale_temporaries(out_dir: Path, checkpoint: Path | None) -> None:
         path.unlink(missing_ok=True)
 
 
+@dataclasses.dataclass
+class Run:
+    """One run's pieces, as set up: its recipe, place, inputs, model (`net` the plain module for
+    weights, checkpoints and evaluation; `model` what trains: DDP and compile wrap it), optimizer,
+    scheduler and checkpoint file."""
+
+    cfg: TrainConfig
+    dist: Dist
+    device: torch.device
+    inputs: Any
+    net: nn.Module
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: CosineLRScheduler
+    checkpoint: Path | None
+
+    def save(self, progress: ckpt.Progress) -> None:
+        if self.checkpoint and self.dist.main:
+            ckpt.save(self.checkpoint, self.cfg, progress, self.net, self.optimizer, self.scheduler, self.device)
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = None, arm: str | None = None,
           checkpoint: str | Path | None = None, device: str = "auto",
           log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -152,31 +159,40 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
 
     experiment, arm: the run's labels in the workflow's config (default: the dataset and the
     init), recorded in summary.json so that analysis never reads them back from folder names.
-    checkpoint: written every cfg.checkpoint_every epochs and read back on start, so a killed
-    run resumes; removed once the run's outputs are complete. Under torchrun, every rank
-    trains its shard of each batch and rank 0 writes.
+    checkpoint: written every cfg.checkpoint_every epochs (and cfg.checkpoint_steps steps) and read
+    back on start, so a killed run resumes; removed once the run's outputs are complete. Under
+    torchrun, every rank trains its shard of each batch and rank 0 writes.
     """
     cfg.validate()
     dist, dev = setup_distributed(device)
     try:
-        summary = _train(cfg, Path(out_dir), dist, dev, experiment=experiment, arm=arm, checkpoint=checkpoint, log=log)
+        log = log if dist.main else (lambda s: None)
+        run = _set_up(cfg, dist, dev, Path(out_dir), Path(checkpoint) if checkpoint else None)
+        progress = ckpt.resume(run.checkpoint, cfg, run.net, run.optimizer, run.scheduler, dev, log)
+        pace, (start, start_step) = _Pace(cfg.epochs), (progress.epoch, progress.step)
+        for epoch in range(start, cfg.epochs):
+            first = start_step if epoch == start else 0
+            progress.rows.append(_epoch(run, progress, epoch, first))
+            log(pace.line(progress.rows[-1], first / run.inputs.steps))
+            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                progress.epoch, progress.step, progress.totals = epoch + 1, 0, {}
+                run.save(progress)
+        summary = _summary(run, progress, experiment, arm)
+        if dist.main:
+            _write_outputs(run, Path(out_dir), progress, summary)
         dist.barrier()  # no rank leaves before rank 0 has written the outputs
         return summary
     finally:
         dist.close()
 
 
-def _train(cfg: TrainConfig, out_dir: Path, dist: Dist, dev: torch.device, *, experiment: str | None,
-           arm: str | None, checkpoint: str | Path | None, log: Callable[[str], None]) -> dict[str, Any]:
+def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, checkpoint: Path | None) -> Run:
     if cfg.batch_size % (dist.world * cfg.accum_steps):
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by processes x accum_steps "
                          f"= {dist.world} x {cfg.accum_steps}")
-    log = log if dist.main else (lambda s: None)
-    ckpt = Path(checkpoint) if checkpoint else None
     if dist.main:
-        _remove_stale_temporaries(out_dir, ckpt)
+        _remove_stale_temporaries(out_dir, checkpoint)
     inputs = make_inputs(cfg, dev, dist)
-    # the plain module: weights, checkpoints, evaluation
     net = build_model(cfg, num_classes=inputs.num_classes, in_chans=inputs.channels).to(dev)
     model = net
     if dist.world > 1:
@@ -184,96 +200,75 @@ def _train(cfg: TrainConfig, out_dir: Path, dist: Dist, dev: torch.device, *, ex
     if cfg.compile and dev.type == "cuda":
         model = torch.compile(model)
     optimizer = build_optimizer(cfg, net, dev)
-    steps = inputs.steps
-    scheduler = build_scheduler(cfg, optimizer, steps)
+    return Run(cfg, dist, dev, inputs, net, model, optimizer, build_scheduler(cfg, optimizer, inputs.steps),
+               checkpoint)
 
-    # Where training stands: (epoch, step) to start from, the finished epochs' rows, and the
-    # unfinished epoch's running totals (mid-epoch checkpoints, cfg.checkpoint_steps).
-    rows: list[dict[str, Any]] = []
-    start_epoch, start_step, elapsed = 0, 0, 0.0
-    partial: dict[str, Any] = {}
-    if ckpt and ckpt.exists():
-        state = torch.load(ckpt, map_location=dev, weights_only=False)
-        diff = _config_diff(state["config"], cfg.to_dict())
-        if diff:
-            log(f"checkpoint {ckpt} belongs to another config (differs in {diff}); starting from scratch")
-        else:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            _set_rng_state(state["rng"], dev)
-            rows, elapsed = state["rows"], state["elapsed"]
-            if "step" not in state:  # written before mid-epoch checkpoints: "epoch" was the last one finished
-                state.update(epoch=state["epoch"] + 1, step=0, partial={})
-            start_epoch, start_step, partial = state["epoch"], state["step"], state["partial"]
-            where = f"after epoch {start_epoch}" if not start_step else f"at epoch {start_epoch + 1} step {start_step}"
-            log(f"resumed from {ckpt} {where}")
 
-    def save(epoch: int, step: int, partial: dict[str, Any]) -> None:
-        """A checkpoint to resume from at (epoch, step), both counted from 0."""
-        if ckpt and dist.main:
-            io.torch_save(ckpt, {"config": cfg.to_dict(), "epoch": epoch, "step": step, "partial": partial,
-                                 "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(), "rng": _rng_state(dev), "rows": rows,
-                                 "elapsed": elapsed})
-
+def _epoch(run: Run, progress: ckpt.Progress, epoch: int, first: int) -> dict[str, Any]:
+    """Train epoch `epoch` from step `first` (its totals from the checkpoint), then evaluate;
+    returns its metrics row. Mid-epoch checkpoints every cfg.checkpoint_steps steps."""
+    cfg, inputs, steps = run.cfg, run.inputs, run.inputs.steps
+    t0 = time.perf_counter()
+    totals = ckpt.Totals.from_dict(progress.totals, run.device) if first else ckpt.Totals.fresh(
+        steps, run.optimizer.param_groups[0]["lr"], run.device)
+    run.model.train()
+    for step, (x, y) in enumerate(inputs.epoch(epoch, first), start=first):
+        loss, right = train_step(run.model, run.optimizer, x, y, cfg)
+        totals.losses[step], totals.loss_sum, totals.correct = loss, totals.loss_sum + loss * len(y), \
+            totals.correct + right
+        run.scheduler.step_update(num_updates=epoch * steps + step + 1)
+        if cfg.checkpoint_steps and (step + 1) % cfg.checkpoint_steps == 0 and step + 1 < steps:
+            now = time.perf_counter()
+            progress.elapsed, totals.train_time, t0 = progress.elapsed + now - t0, totals.train_time + now - t0, now
+            progress.epoch, progress.step, progress.totals = epoch, step + 1, totals.to_dict()
+            run.save(progress)
+    _check_finite(totals.losses, epoch, run.dist)
     seen = steps * inputs.batch_size  # images per epoch, all ranks together
-    session_start, session_epochs = time.perf_counter(), 0.0  # this process only: the ETA uses its own pace
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        first = start_step if epoch == start_epoch else 0
-        if first:
-            losses, loss_sum, correct = (partial[k].to(dev) for k in ("losses", "loss_sum", "correct"))
-            lr, train_time = partial["lr"], partial["train_time"]
-        else:
-            losses = torch.zeros(steps, device=dev)
-            loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
-            lr, train_time = optimizer.param_groups[0]["lr"], 0.0
-        model.train()
-        for step, (x, y) in enumerate(inputs.epoch(epoch, first), start=first):
-            loss, right = train_step(model, optimizer, x, y, cfg)
-            losses[step], loss_sum, correct = loss, loss_sum + loss * len(y), correct + right
-            scheduler.step_update(num_updates=epoch * steps + step + 1)
-            if cfg.checkpoint_steps and (step + 1) % cfg.checkpoint_steps == 0 and step + 1 < steps:
-                now = time.perf_counter()
-                elapsed, train_time, t0 = elapsed + now - t0, train_time + now - t0, now
-                save(epoch, step + 1, {"losses": losses.cpu(), "loss_sum": loss_sum.cpu(), "correct": correct.cpu(),
-                                       "lr": lr, "train_time": train_time})
-        _check_finite(losses, epoch, dist)
-        totals = dist.sum(torch.stack([loss_sum, correct.float()]))
-        train_loss, train_acc = totals[0].item() / seen, 100 * totals[1].item() / seen
-        train_time += time.perf_counter() - t0
-        test_loss, test_acc = evaluate(net, inputs.test(), cfg.amp, dist)
-        elapsed += time.perf_counter() - t0
-        rows.append({"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                     "test_loss": test_loss, "test_acc": test_acc, "images_per_s": seen / train_time,
-                     "wall_time": elapsed})
-        session_epochs += 1 - first / steps
-        pace = (time.perf_counter() - session_start) / session_epochs
-        log(f"epoch {epoch + 1}/{cfg.epochs} lr {lr:.2e} train loss {train_loss:.4f} acc {train_acc:.2f} | "
-            f"test loss {test_loss:.4f} acc {test_acc:.2f} | {seen / train_time:.0f} img/s | "
-            f"elapsed {_clock(elapsed)} eta {_clock(pace * (cfg.epochs - epoch - 1))}")
-        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-            save(epoch + 1, 0, {})
+    sums = run.dist.sum(torch.stack([totals.loss_sum, totals.correct.float()]))
+    totals.train_time += time.perf_counter() - t0
+    test_loss, test_acc = evaluate(run.net, inputs.test(), cfg.amp, run.dist)
+    progress.elapsed += time.perf_counter() - t0
+    return {"epoch": epoch + 1, "lr": totals.lr, "train_loss": sums[0].item() / seen,
+            "train_acc": 100 * sums[1].item() / seen, "test_loss": test_loss, "test_acc": test_acc,
+            "images_per_s": seen / totals.train_time, "wall_time": progress.elapsed}
 
-    metrics = pd.DataFrame(rows)
-    best = metrics.loc[metrics["test_acc"].idxmax()]
-    summary = {
-        "final_test_acc": float(metrics["test_acc"].iloc[-1]), "best_test_acc": float(best["test_acc"]),
-        "best_epoch": int(best["epoch"]), "final_test_loss": float(metrics["test_loss"].iloc[-1]),
-        "epochs": cfg.epochs, "wall_time": elapsed,
+
+class _Pace:
+    """The log line of each epoch, with an ETA from this process's own pace."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.start, self.done = epochs, time.perf_counter(), 0.0
+
+    def line(self, row: dict[str, Any], skipped: float) -> str:
+        self.done += 1 - skipped  # a resumed epoch counts for the steps this process trained
+        eta = (time.perf_counter() - self.start) / self.done * (self.epochs - row["epoch"])
+        return (f"epoch {row['epoch']}/{self.epochs} lr {row['lr']:.2e} train loss {row['train_loss']:.4f} acc "
+                f"{row['train_acc']:.2f} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.2f} | "
+                f"{row['images_per_s']:.0f} img/s | elapsed {_clock(row['wall_time'])} eta {_clock(eta)}")
+
+
+def _summary(run: Run, progress: ckpt.Progress, experiment: str | None, arm: str | None) -> dict[str, Any]:
+    cfg, rows = run.cfg, progress.rows
+    best = max(rows, key=lambda r: r["test_acc"])  # the first of equal best, as idxmax
+    return {
+        "final_test_acc": float(rows[-1]["test_acc"]), "best_test_acc": float(best["test_acc"]),
+        "best_epoch": int(best["epoch"]), "final_test_loss": float(rows[-1]["test_loss"]),
+        "epochs": cfg.epochs, "wall_time": progress.elapsed,
         # The run's identity: what aggregation groups and pairs by.
         "experiment": experiment or cfg.dataset, "arm": arm or cfg.init, "seed": cfg.seed, "init": cfg.init,
-        "init_params": cfg.init_params, "config": cfg.to_dict(), "device": device_name(dev), "device_type": dev.type,
-        "processes": dist.world, "decode": inputs.decode if isinstance(inputs, StreamInputs) else None,
-        "parameters": sum(p.numel() for p in net.parameters()),
-        "environment": environment(),
+        "init_params": cfg.init_params, "config": cfg.to_dict(), "device": device_name(run.device),
+        "device_type": run.device.type, "processes": run.dist.world, "decode": getattr(run.inputs, "decode", None),
+        "parameters": sum(p.numel() for p in run.net.parameters()), "environment": environment(),
     }
-    if dist.main:
-        io.write_csv(out_dir / "metrics.csv", metrics)
-        io.write_safetensors(out_dir / "final.safetensors", net.state_dict(),
-                             metadata={"model": cfg.model, "init": cfg.init, "seed": str(cfg.seed)})
-        io.write_json(out_dir / "summary.json", summary)
-        if ckpt:
-            ckpt.unlink(missing_ok=True)
-    return summary
+
+
+def _write_outputs(run: Run, out_dir: Path, progress: ckpt.Progress, summary: dict[str, Any]) -> None:
+    """metrics.csv, final.safetensors, then summary.json (its presence marks a finished run); the
+    checkpoint goes last."""
+    cfg = run.cfg
+    io.write_csv(out_dir / "metrics.csv", pd.DataFrame(progress.rows))
+    io.write_safetensors(out_dir / "final.safetensors", run.net.state_dict(),
+                         metadata={"model": cfg.model, "init": cfg.init, "seed": str(cfg.seed)})
+    io.write_json(out_dir / "summary.json", summary)
+    if run.checkpoint:
+        run.checkpoint.unlink(missing_ok=True)

@@ -3,7 +3,7 @@
 Inputs: `runs`, one row per run (experiment, arm, init, init_params, seed, final_test_acc,
 best_test_acc, ...), and `epochs`, one row per run and epoch (experiment, arm, seed, epoch,
 test_acc, wall_time cumulative in seconds). Every gain is treatment - baseline paired by seed,
-in accuracy points; statistics come from mimetic.stats.
+in accuracy points; statistics come from mimetic.report.stats.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-
-from mimetic import stats
-from mimetic.claims import Claim, Reference
+from mimetic.report import stats
+from mimetic.report.claims import Claim, Reference
+from mimetic.report.outputs import ALPHA_BETA, grid_groups
 
 METRIC = "final_test_acc"
 TREATMENT = "mimetic"
-ALPHA_BETA = ("alpha1", "alpha2", "beta1", "beta2")
 RUN_KEY = ["experiment", "arm", "seed"]
 
 
@@ -158,56 +157,28 @@ def arms_of(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablation(runs: pd.DataFrame, baseline: str, treatment: str = TREATMENT, metric: str = METRIC) -> pd.DataFrame:
-    """Every arm of every experiment: accuracy over seeds and, for all but the baseline, the gain
-    over the baseline paired by seed with its verdict (no claim: 'significant gain' or not)."""
+    """Every arm of every experiment: its accuracy over seeds (n, the seeds, mean, sd, min, max; the
+    best epoch's accuracy, mean) and, for all but the baseline, the gain over the baseline paired
+    by seed with its verdict (no claim: 'significant gain' or not)."""
     check_runs(runs, metric)
     info = arms_of(runs).set_index(["experiment", "arm"])
     rows = []
     for exp in sorted(runs["experiment"].unique()):
         for arm in arm_order(runs.loc[runs["experiment"] == exp, "arm"], baseline, treatment):
-            s = stats.summary(values(runs, exp, arm, metric).to_numpy())
+            v = values(runs, exp, arm, metric)
+            s = stats.summary(v.to_numpy())
+            best = values(runs, exp, arm, "best_test_acc") if "best_test_acc" in runs.columns else v[:0]
             gain = None if arm == baseline else paired_gain(runs, exp, arm, baseline, metric)[0]
             rows.append({"experiment": exp, "arm": arm, "init": info.loc[(exp, arm), "init"],
-                         "init_params": info.loc[(exp, arm), "init_params"], "n": s.n, "mean": s.mean, "sd": s.sd,
+                         "init_params": info.loc[(exp, arm), "init_params"], "n": s.n,
+                         "seeds": " ".join(map(str, v.index)), "mean": s.mean, "sd": s.sd, "min": v.min(),
+                         "max": v.max(), "best_mean": best.mean() if len(best) else math.nan,
                          **_gain_columns(gain),
                          "verdict": "baseline" if arm == baseline else stats.verdict(gain, None)})
     return pd.DataFrame(rows)
 
 
 # --- (alpha, beta) grid -----------------------------------------------------------------------
-
-def _axis(params: Mapping, keys: tuple[str, str]) -> tuple[float | None, float | None]:
-    return tuple(params.get(k) for k in keys)
-
-
-def grid_groups(arms: Mapping[str, tuple[str, Mapping]]) -> list[list[str]]:
-    """Arms that form an (alpha, beta) grid: those sharing one init and every parameter other than
-    alpha1/alpha2/beta1/beta2 (e.g. dist), with at least two distinct (alpha, beta) settings.
-    `arms`: label -> (init, complete parameters). Groups in sorted order, arms sorted."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for label, (init, params) in sorted(arms.items()):
-        if not any(k in params for k in ALPHA_BETA):
-            continue
-        rest = json.dumps({k: v for k, v in params.items() if k not in ALPHA_BETA}, sort_keys=True)
-        groups.setdefault((init, rest), []).append(label)
-    out = []
-    for _, labels in sorted(groups.items()):
-        settings = {tuple(arms[a][1].get(k) for k in ALPHA_BETA) for a in labels}
-        if len(settings) >= 2:
-            out.append(labels)
-    return out
-
-
-def has_grid(arms_config: Mapping[str, Mapping], baseline: str = "default") -> bool:
-    """Whether a workflow config's `arms` (label -> {init, params}) other than the baseline form an
-    (alpha, beta) grid, as grid() will find in their runs: for declaring the grid outputs.
-    Parameters are completed with the init's defaults first, as the runs record them."""
-    from mimetic.init import check_params  # torch: only for this
-
-    arms = {label: (a["init"], check_params(a["init"], dict(a.get("params") or {})))
-            for label, a in arms_config.items() if label != baseline}
-    return bool(grid_groups(arms))
-
 
 def grid(runs: pd.DataFrame, baseline: str, metric: str = METRIC) -> pd.DataFrame:
     """One row per arm in an (alpha, beta) grid (see grid_groups) per experiment: its alpha and

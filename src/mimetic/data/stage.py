@@ -11,7 +11,7 @@ meta.json is written last, so its presence marks a complete folder.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +96,18 @@ def load_prepared(name: str, folder: Path | None = None) -> ImageData:
         with np.load(folder / f"{split}.npz") as z:
             tensors += [torch.from_numpy(z["x"]), torch.from_numpy(z["y"])]
     return ImageData(name, *tensors, num_classes=len(meta["classes"]), flip=meta["flip"])
+
+
+def prepare_any(name: str, root: str | Path | None, outputs: Outputs, *, classes: Sequence[str] | None = None,
+                train_per_class: int | None = None, val_per_class: int | None = None, workers: int = 8) -> dict:
+    """The data stage for any dataset: `prepare` for in-memory ones, the index for ImageNet (its
+    class subset: one number for the first N classes, or wnids). Returns the dataset's metadata."""
+    if name != "imagenet":
+        return prepare(name, root, outputs)
+    from mimetic.data.imagenet import index
+
+    chosen: int | Sequence[str] | None = classes
+    if classes and len(classes) == 1 and classes[0].isdigit():
+        chosen = int(classes[0])
+    return index(root, outputs, classes=chosen, train_per_class=train_per_class, val_per_class=val_per_class,
+                 workers=workers)

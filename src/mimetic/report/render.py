@@ -6,8 +6,8 @@ from __future__ import annotations
 import html as html_lib
 import math
 import os
-from collections.abc import Mapping
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,6 @@ import pandas as pd
 
 from mimetic import io
 
-FORMATS = ("csv", "md", "tex", "html")
 MINUS = "\u2212"  # a real minus sign in displayed numbers (a hyphen is too short beside a plus)
 DASH = "\u2013"  # an empty cell
 
@@ -73,6 +72,13 @@ def mean_sd(mean: float | None, sd: float | None, n: int | None = None, digits: 
         return DASH
     text = num(mean, digits) + ("" if _missing(sd) else f" ± {num(sd, digits)}")
     return text + ("" if n is None or _missing(n) else f" (n={int(n)})")
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """(unit, seconds per unit) for durations up to `seconds`: s below 2 min, min below 2 h, h."""
+    if _missing(seconds) or seconds < 120:
+        return "s", 1.0
+    return ("min", 60.0) if seconds < 7200 else ("h", 3600.0)
 
 
 def pvalue(p: float | None) -> str:
@@ -158,15 +164,18 @@ def html(t: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(t: Table, files: Mapping[str, str | os.PathLike]) -> list[Path]:
-    """The table in each format of FORMATS, to files[f"{t.name}.{ext}"] (the caller names every
-    file, e.g. the workflow the ones its rule declares); returns their paths in that order."""
-    missing = [f"{t.name}.{ext}" for ext in FORMATS if f"{t.name}.{ext}" not in files]
+_WRITERS = {"csv": lambda path, t: io.write_csv(path, t.data), "md": lambda path, t: io.write_text(path, markdown(t)),
+            "tex": lambda path, t: io.write_text(path, latex(t)), "html": lambda path, t: io.write_text(path, html(t))}
+
+
+def write(t: Table, files: Mapping[str, str | os.PathLike], formats: Sequence[str]) -> list[Path]:
+    """The table in each of `formats` (csv, md, tex, html), to files[f"{t.name}.{ext}"] (the
+    caller names every file, e.g. the workflow the ones its rule declares); returns their paths."""
+    missing = [f"{t.name}.{ext}" for ext in formats if f"{t.name}.{ext}" not in files]
     if missing:
         raise ValueError(f"no output file given for {missing}")
-    paths = [Path(files[f"{t.name}.{ext}"]) for ext in FORMATS]
-    io.write_csv(paths[0], t.data)
-    io.write_text(paths[1], markdown(t))
-    io.write_text(paths[2], latex(t))
-    io.write_text(paths[3], html(t))
+    paths = []
+    for ext in formats:
+        paths.append(Path(files[f"{t.name}.{ext}"]))
+        _WRITERS[ext](paths[-1], t)
     return paths

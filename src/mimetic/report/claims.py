@@ -17,11 +17,6 @@ import yaml
 
 from mimetic import yamlfile
 
-# The schemas live with the workflow (Snakemake validates the config from there too); this
-# resolves in a source checkout or an editable install. Pass `schema=` otherwise.
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
-CLAIMS_SCHEMA = SCHEMA_DIR / "claims.schema.yaml"
-REFERENCES_SCHEMA = SCHEMA_DIR / "references.schema.yaml"
 
 
 class SpecError(ValueError):
@@ -73,7 +68,7 @@ def validate(path: str | os.PathLike, schema: str | os.PathLike) -> dict:
     violation as `path: key/path: message`."""
     path, schema = Path(path), Path(schema)
     if not schema.is_file():
-        raise FileNotFoundError(f"schema {schema} not found (pass schema= when mimetic is not run from its checkout)")
+        raise FileNotFoundError(f"schema {schema} not found")
     doc = _read_yaml(path)
     spec = yaml.safe_load(schema.read_text())
     jsonschema.Draft202012Validator.check_schema(spec)  # a broken schema must not pass everything
@@ -124,8 +119,9 @@ def _check_claim_arms(path: Path, claims: list[Claim]) -> None:
         raise SpecError("\n".join(bad))
 
 
-def load_claims(path: str | os.PathLike, schema: str | os.PathLike = CLAIMS_SCHEMA) -> list[Claim]:
-    """The claims of `path` in file order."""
+def load_claims(path: str | os.PathLike, schema: str | os.PathLike) -> list[Claim]:
+    """The claims of `path` in file order, checked against `schema` (the workflow's
+    schemas/claims.schema.yaml)."""
     doc = validate(path, schema)
     claims = [Claim(id=str(cid), **{k: (float(v) if k == "gain" else v) for k, v in c.items()})
               for cid, c in doc["claims"].items()]
@@ -133,8 +129,9 @@ def load_claims(path: str | os.PathLike, schema: str | os.PathLike = CLAIMS_SCHE
     return claims
 
 
-def load_references(path: str | os.PathLike, schema: str | os.PathLike = REFERENCES_SCHEMA) -> list[Reference]:
-    """The published results of `path` in file order (an empty `references: {}` is allowed)."""
+def load_references(path: str | os.PathLike, schema: str | os.PathLike) -> list[Reference]:
+    """The published results of `path` in file order (an empty `references: {}` is allowed), checked
+    against `schema` (the workflow's schemas/references.schema.yaml)."""
     doc = validate(path, schema)
     refs = []
     for rid, r in doc["references"].items():

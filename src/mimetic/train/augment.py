@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mimetic.train._policy import Policy
+
 
 def generator(*key: int) -> torch.Generator:
     """A CPU generator seeded by the integers `key`, e.g. (seed, epoch) or (seed, epoch, step):
@@ -284,39 +286,9 @@ def _slices(counts: list[int], names: tuple[str, ...]) -> list[tuple[str, int, i
 
 
 @dataclass(frozen=True)
-class RandAugment:
-    """timm's RandAugment policy, applied to a whole uint8 batch on its device.
-
-    Per image: `num_layers` ops drawn uniformly (with replacement) from the 15 of timm's
-    `_RAND_TRANSFORMS` (or `_RAND_INCREASING_TRANSFORMS` when `increasing`), each applied with
-    probability `prob` at magnitude N(magnitude, magnitude_std) clipped to [0, 10].
-    """
-
-    magnitude: float = 10.0
-    num_layers: int = 2
-    magnitude_std: float = 0.0
-    increasing: bool = False
-    prob: float = 0.5
-
-    @classmethod
-    def parse(cls, spec: str) -> "RandAugment":
-        """timm's config string, e.g. "rand-m9-mstd0.5-inc1" (keys m, n, mstd, inc, p)."""
-        parts = spec.split("-")
-        if parts[0] != "rand":
-            raise ValueError(f"randaugment={spec!r}: must start with 'rand-' "
-                             "(timm's syntax, e.g. rand-m9-mstd0.5-inc1)")
-        kw: dict[str, Any] = {}
-        keys = {"mstd": ("magnitude_std", float), "m": ("magnitude", float), "n": ("num_layers", int),
-                "inc": ("increasing", lambda v: bool(int(v))), "p": ("prob", float)}
-        for part in parts[1:]:
-            key = next((k for k in keys if part.startswith(k) and part[len(k):][:1].isdigit()), None)
-            if key is None:
-                raise ValueError(f"randaugment={spec!r}: unsupported part {part!r}; supported: {list(keys)}")
-            field_name, convert = keys[key]
-            kw[field_name] = convert(part[len(key):])
-        if kw.get("magnitude_std", 0) > 100:  # timm: mstd > 100 means uniform in [0, m]
-            kw["magnitude_std"] = float("inf")
-        return cls(**kw)
+class RandAugment(Policy):
+    """timm's RandAugment policy (mimetic.train._policy.Policy: its fields and spec syntax),
+    applied to a whole uint8 batch on its device."""
 
     def draw(self, gen: torch.Generator, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(op index into _OPS, applied, level in [0, 10], sign), each (n, num_layers)."""

@@ -6,7 +6,7 @@ model's own checkpoint filter. GPT-2 is read straight from its checkpoint file: 
 projections are all the analysis needs, so `transformers` is not required.
 
 GPT-2's attention is a fused Conv1D `c_attn` whose weight is (d, 3d) and computes
-y = x @ W + b: it is already in the x @ W convention of `mimetic.attention`, so W_q, W_k,
+y = x @ W + b: it is already in the x @ W convention of `mimetic.attention.weights`, so W_q, W_k,
 W_v are its column blocks [:, :d], [:, d:2d], [:, 2d:] with no transpose (the opposite of
 nn.Linear's weight = W^T). Heads split the columns of each block, h*k .. (h+1)*k.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from mimetic.attention import AttentionWeights, attention_layers
+from mimetic.attention.weights import AttentionWeights, attention_layers
 
 # Heads of the released GPT-2 sizes; other GPT-2-layout checkpoints need `num_heads`.
 GPT2_HEADS = {"gpt2": 12, "gpt2-medium": 16, "gpt2-large": 20, "gpt2-xl": 25}
