@@ -32,7 +32,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 
 from mimetic.data import imagenet
-from mimetic.data.core import DATA_DIR, DatasetError, DatasetUnavailable
+from mimetic.data.core import DATA_DIR, INDEX_FILES, DatasetError, DatasetUnavailable
 from mimetic.train.augment import Draws, _arange, generator
 from mimetic.train.distributed import Dist
 from mimetic.train.inputs import Batch, batch_augment, check_mix_shards, default_workers
@@ -423,7 +423,7 @@ class StreamInputs:
 
     def __init__(self, cfg: TrainConfig, device: torch.device, dist: Dist = Dist(), prefetch: int = DEPTH):
         folder = Path(cfg.data_root) if cfg.data_root else DATA_DIR / cfg.dataset
-        meta_path = folder / "meta.json"
+        meta_path = folder / INDEX_FILES["meta"]
         if not meta_path.is_file():
             raise DatasetUnavailable(f"{cfg.dataset}: not indexed: {meta_path} does not exist. Run the data stage "
                                      f"(`mimetic prepare imagenet --root <your copy>`, or the workflow with the "
@@ -433,10 +433,10 @@ class StreamInputs:
         self.num_classes, self.channels = len(meta["classes"]), 3
         self.decode = resolve_decode(cfg.decode, device)
         self.size = size = image_size(cfg.model)
-        self.train_set = TrainImages(imagenet.read_index(folder / "train.csv"), size=size, seed=cfg.seed,
+        self.train_set = TrainImages(imagenet.read_index(folder / INDEX_FILES["train"]), size=size, seed=cfg.seed,
                                               flip=cfg.flip != "no", interpolation=cfg.interpolation,
                                               decode=self.decode)
-        val = imagenet.read_index(folder / "val.csv")
+        val = imagenet.read_index(folder / INDEX_FILES["test"])
         self.test_set = EvalImages(val[dist.shard(len(val))], size=size, crop_pct=cfg.eval_crop,
                                             interpolation=cfg.interpolation, decode=self.decode)
         self.batch_size = min(cfg.batch_size, len(self.train_set))
@@ -492,6 +492,7 @@ class StreamInputs:
             except DatasetError:
                 raise
             except RuntimeError as e:
+                _shut_down(loader)
                 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 raise DatasetError(f"imagenet: the DataLoader workers stopped ({e}). Likely causes: the open-file "
                                    f"limit (`ulimit -n` is {soft}, at most {hard}: raise it, e.g. `ulimit -n "
@@ -499,3 +500,11 @@ class StreamInputs:
                                    "killed for memory (see `dmesg`), or a stalled file system; fewer `workers` or a "
                                    "smaller batch need less of both") from e
             yield batch
+
+
+def _shut_down(loader: DataLoader) -> None:
+    """Stop a persistent loader's workers after one died: torch's SIGCHLD handler keeps their pids
+    otherwise, and raises at the exit of any later child process, wherever the program is then."""
+    if loader._iterator is not None:  # private: DataLoader has no public way to end its workers
+        loader._iterator._shutdown_workers()
+        loader._iterator = None
