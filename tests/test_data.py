@@ -457,3 +457,15 @@ def test_the_registry_knows_every_prepared_dataset_without_importing_the_data_st
     code = "import sys, mimetic.data, mimetic.checks; print(any(m.startswith('torchvision') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_data_stage_options_come_from_the_config_section():
+    from mimetic.data import stage_args, stage_files
+
+    assert stage_args({"root": "/data/imagenet", "classes": 100, "train_per_class": 5, "val_per_class": None}) == [
+        "--root", "/data/imagenet", "--classes", "100", "--train-per-class", "5"]
+    assert stage_args({"root": None, "classes": ["n01", "n02"], "val_per_class": 2}) == [
+        "--classes", "n01", "n02", "--val-per-class", "2"]
+    assert stage_files("imagenet")["test"] == "resources/data/imagenet/val.csv"
+    assert stage_files("svhn") == {"train": "resources/data/svhn/train.npz", "test": "resources/data/svhn/test.npz",
+                                   "meta": "resources/data/svhn/meta.json"}

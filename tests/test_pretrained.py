@@ -268,20 +268,29 @@ def test_structure_figures_render_from_the_checkpoints(vit_checkpoint, tmp_path)
     gpt2_path = tmp_path / "gpt2.safetensors"
     save_file(gpt2_state_dict()[0], str(gpt2_path))
     sources = {"vit": folder / "vit.safetensors", "gpt2": gpt2_path}
-    products = {}
     for label, path in sources.items():
         model, heads = (VIT, None) if label == "vit" else ("gpt2", GPT2_HEADS)
         cli.main(["extract", "--model", model, "--file", str(path), *outputs(tmp_path / label)]
                  + (["--num-heads", str(heads)] if heads else []))
-        products[label] = f"{label}={tmp_path / label / 'products.safetensors'}"
     figures = tmp_path / "figures"
-    cli.main(["plot-structure", "--products", *products.values(), "--metrics",
-              *(f"{label}={tmp_path / label / 'structure.csv'}" for label in sources),
-              "--heatmap", f"gpt2={','.join(figure(figures / 'gpt2_heatmaps'))}", "--crop", "0",
+    cli.main(["plot-structure", "--labels", *sources, "--products",
+              *(str(tmp_path / label / "products.safetensors") for label in sources),
+              "--metrics", *(str(tmp_path / label / "structure.csv") for label in sources),
+              "--heatmaps-of", "gpt2", "--heatmaps", *figure(figures / "gpt2_heatmaps"), "--crop", "0",
               "--profile", *figure(figures / "profile"), "--compare", *figure(figures / "compare"),
               "--compare-crop", "16", "--title", "planted"])
     for name in ("gpt2_heatmaps", "profile", "compare"):
         assert _is_figure(figures / f"{name}.png"), name
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--labels", "a", "b", "--products", "a.safetensors"], r"one file per --labels \(2\)"),
+    (["--labels", "a", "--products", "a.safetensors", "--heatmaps-of", "a", "b", "--heatmaps", "1.png", "2.png",
+      "3.png"], "the same number of files"),
+])
+def test_plot_structure_refuses_lists_that_do_not_pair_up(args, message, tmp_path):
+    with pytest.raises(SystemExit, match=message):
+        cli.main(["plot-structure", *args])
 
 
 def test_configs_validate_and_get_the_structure_defaults():

@@ -9,6 +9,8 @@ files themselves were written.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -96,17 +98,44 @@ def check(config: dict[str, Any]) -> None:
 
 def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
     """A timm name (with its pretrained tag unless a local file gives the weights) or a GPT-2 size."""
-    import timm
+    from fnmatch import fnmatch
 
     from mimetic.attention.pretrained import GPT2_HEADS, is_gpt2
 
     if is_gpt2(model):
         return
     arch = model.split(".")[0]
-    if not timm.is_model(arch):
+    names = timm_names()
+    if arch not in names["models"]:
         raise ConfigError(f"pretrained.{label}.model: {model!r} is not a timm model (nor a GPT-2 size "
                           f"{sorted(GPT2_HEADS)}); `python -c \"import timm; print(timm.list_models('vit_*'))\"` "
                           "lists the ViTs")
-    if "." in model and not has_file and model not in timm.list_pretrained(model):
+    if "." in model and not has_file and model not in names["pretrained"]:
+        tags = [n for n in names["pretrained"] if fnmatch(n, arch + ".*")]
         raise ConfigError(f"pretrained.{label}.model: timm has no pretrained weights tagged {model!r}; its tags "
-                          f"for {arch}: {timm.list_pretrained(arch + '.*') or 'none'}")
+                          f"for {arch}: {tags or 'none'}")
+
+
+def timm_names(cache: Path | None = None) -> dict[str, list[str]]:
+    """timm's model names and pretrained tags ("models", "pretrained"), read from timm once per timm
+    version and cached (default ~/.cache/mimetic): importing timm imports torch, seconds that
+    planning would pay at every dry run."""
+    from importlib.metadata import version
+
+    from mimetic import io
+
+    folder = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mimetic"
+    path = folder / f"timm-{version('timm')}-names.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    import timm
+
+    names = {"models": timm.list_models(), "pretrained": timm.list_pretrained()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        io.write_json(path, names)
+    except OSError:
+        pass  # a read-only home: checked all the same, from timm itself
+    return names

@@ -20,13 +20,6 @@ from mimetic.data.core import DatasetError
 Args = list[tuple[tuple[str, ...], dict[str, Any]]]
 
 
-def _pair(text: str) -> tuple[str, str]:
-    left, sep, right = text.partition("=")
-    if not sep or not left or not right:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LABEL=PATH")
-    return left, right
-
-
 def _onoff(text: str) -> bool:
     if text not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected on or off")
@@ -189,9 +182,15 @@ def _extract_runs(a: argparse.Namespace) -> None:
 def _plot_structure(a: argparse.Namespace) -> None:
     from mimetic.report import structure_figures
 
-    heatmaps = {label: files.split(",") for label, files in a.heatmap}
-    structure_figures.write_all(dict(a.products), dict(a.metrics), heatmaps=heatmaps, compare=a.compare,
-                                profile=a.profile, title=a.title, crop=a.crop, compare_crop=a.compare_crop)
+    if len(a.products) != len(a.labels) or a.metrics and len(a.metrics) != len(a.labels):
+        raise ValueError(f"--products and --metrics: one file per --labels ({len(a.labels)}), in its order")
+    per = len(a.heatmaps) // max(len(a.heatmaps_of), 1)
+    if len(a.heatmaps) != per * len(a.heatmaps_of) or (a.heatmaps_of and not per):
+        raise ValueError("--heatmaps: the same number of files (one per format) for each of --heatmaps-of")
+    heatmaps = {label: a.heatmaps[i * per:(i + 1) * per] for i, label in enumerate(a.heatmaps_of)}
+    structure_figures.write_all(dict(zip(a.labels, a.products)), dict(zip(a.labels, a.metrics)), heatmaps=heatmaps,
+                                compare=a.compare, profile=a.profile, title=a.title, crop=a.crop,
+                                compare_crop=a.compare_crop)
 
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -336,12 +335,12 @@ COMMANDS: dict[str, Command] = {
         *STRUCTURE_OUT], _structure_errors),
     "plot-structure": Command("products -> heatmaps, sources side by side, the diagonal profile", _plot_structure,
                               lambda: [
-        (("--products",), dict(nargs="+", type=_pair, required=True, metavar="LABEL=SAFETENSORS",
-                               help="products of each source, in column order")),
-        (("--metrics",), dict(nargs="+", type=_pair, default=[], metavar="LABEL=CSV",
-                              help="structure.csv of each source for the profile")),
-        (("--heatmap",), dict(nargs="*", type=_pair, default=[], metavar="LABEL=FILE[,FILE]",
-                              help="a source's heatmap grid (the paper's Figure 1), to these files")),
+        (("--labels",), dict(nargs="+", required=True, help="each source's label, in column order")),
+        (("--products",), dict(nargs="+", required=True, help="each source's products (safetensors), in that order")),
+        (("--metrics",), dict(nargs="*", default=[], help="each source's structure.csv, for the profile")),
+        (("--heatmaps-of",), dict(nargs="*", default=[], metavar="LABEL",
+                                  help="the sources whose heatmap grid (the paper's Figure 1) is drawn")),
+        (("--heatmaps",), dict(nargs="*", default=[], help="their files, as many for each (one per format)")),
         (("--compare",), dict(nargs="*", default=[], help="the sources side by side, to these files")),
         (("--profile",), dict(nargs="*", default=[], help="the diagonal profile over depth, to these files")),
         (("--title",), dict(default="", help="figure title")),

@@ -21,8 +21,8 @@ rule aggregate:
         checked="results/tables/records.checked",
         code=repo_file("src/mimetic/report/records.py"),
     output:
-        runs=RUNS_CSV,
-        epochs=EPOCHS_CSV,
+        runs=RECORDS["runs"],
+        epochs=RECORDS["epochs"],
     log:
         "logs/aggregate.log",
     conda:
@@ -34,8 +34,8 @@ rule aggregate:
 
 rule result_tables:
     input:
-        runs=RUNS_CSV,
-        epochs=EPOCHS_CSV,
+        runs=RECORDS["runs"],
+        epochs=RECORDS["epochs"],
         claims=CLAIMS,
         claims_schema=CLAIMS_SCHEMA,
         references=REFERENCES,
@@ -72,8 +72,8 @@ rule result_tables:
 
 rule paper_figures:
     input:
-        runs=RUNS_CSV,
-        epochs=EPOCHS_CSV,
+        runs=RECORDS["runs"],
+        epochs=RECORDS["epochs"],
         claims=CLAIMS,
         claims_schema=CLAIMS_SCHEMA,
         code=code("figures"),

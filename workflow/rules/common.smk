@@ -28,6 +28,7 @@ shell.prefix(f"export MIMETIC_WORKFLOW_SOURCE={shlex.quote(os.path.abspath(SOURC
 sys.path.insert(0, os.path.dirname(os.path.abspath(SOURCE)))
 try:
     from mimetic import checks
+    from mimetic.data import stage_args, stage_files
     from mimetic.report import claims, outputs
     from mimetic.train import recipe
 except ImportError as e:
@@ -81,7 +82,11 @@ PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
 GRID = outputs.has_grid(config["arms"], config["baseline"])
 TABLES = outputs.table_files("results/tables", GRID)
 FIGURES = outputs.figure_files("results/figures", GRID)
-RUNS_CSV, EPOCHS_CSV = "results/tables/runs.csv", "results/tables/epochs.csv"
+RECORDS = outputs.record_files("results/tables")
+STRUCTURE_FIGURES = outputs.structure_stems(
+    "results/figures", "{experiment}", ARMS, STRUCTURE_SEED
+)
+PRETRAINED_FIGURES = outputs.pretrained_stems("results/figures", PRETRAINED)
 
 RUN = "results/runs/{experiment}/{arm}/seed{seed}"
 STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
@@ -131,32 +136,11 @@ def get_data(wildcards):
     exp = config["experiments"][wildcards.experiment]
     if exp.get("data_root") or exp["dataset"] not in [*PREPARED_DATASETS, "imagenet"]:
         return []
-    files = (
-        ["train.csv", "val.csv", "meta.json"]
-        if exp["dataset"] == "imagenet"
-        else ["train.npz", "test.npz", "meta.json"]
-    )
-    return [f"resources/data/{exp['dataset']}/{f}" for f in files]
+    return list(stage_files(exp["dataset"]).values())
 
 
-def get_dataset_root(wildcards):
-    return config["data"][wildcards.dataset]["root"]
-
-
-def get_imagenet_args(wildcards):
-    """`mimetic prepare imagenet` options from `data.imagenet` (no root: the command fails naming the key)."""
-    cfg = config["data"]["imagenet"]
-    args = [] if cfg["root"] is None else ["--root", cfg["root"]]
-    if cfg["classes"] is not None:
-        classes = cfg["classes"]
-        args += [
-            "--classes",
-            *map(str, classes if isinstance(classes, list) else [classes]),
-        ]
-    for key in ("train_per_class", "val_per_class"):
-        if cfg[key] is not None:
-            args += [f"--{key.replace('_', '-')}", str(cfg[key])]
-    return args
+def get_stage_args(wildcards):
+    return stage_args(config["data"][wildcards.get("dataset", "imagenet")])
 
 
 def get_pretrained_file(wildcards):
@@ -205,75 +189,40 @@ def get_structure_metrics(wildcards):
     ]
 
 
+def get_structure_labels(wildcards):
+    return list(structure_sources(wildcards.experiment))
+
+
 def get_structure_title(wildcards):
     return f"{wildcards.experiment}, seed {STRUCTURE_SEED}"
 
 
-def heatmap_args(labels, input, output):
-    """LABEL=FILE arguments of `mimetic plot-structure`: each source's products and metrics (the
-    rule's inputs), and each of `labels`' heatmap files (its outputs: PNG, PDF per label).
-    """
-    sources = list(zip(input.products, input.metrics))
-    pairs = zip(output.heatmaps[::2], output.heatmaps[1::2])
-    return [
-        "--products",
-        *[f"{l}={p}" for l, (p, _) in zip(labels["sources"], sources)],
-        "--metrics",
-        *[f"{l}={m}" for l, (_, m) in zip(labels["sources"], sources)],
-        "--heatmap",
-        *[f"{l}={png},{pdf}" for l, (png, pdf) in zip(labels["heatmaps"], pairs)],
-    ]
-
-
-def get_structure_args(wildcards, input, output):
-    sources = list(structure_sources(wildcards.experiment))
-    return heatmap_args(
-        {"sources": sources, "heatmaps": [f"{a} trained" for a in ARMS]}, input, output
-    )
-
-
-def get_pretrained_plot_args(wildcards, input, output):
-    return heatmap_args({"sources": PRETRAINED, "heatmaps": PRETRAINED}, input, output)
-
-
 def figure_files(stems, caption, subcategory, labels):
-    """Each figure's PNG (in the report, with its caption and labels) and PDF."""
+    """Each figure's files: the PNG in the report, with its caption and labels; the other formats."""
     files = []
     for stem, label in zip(stems, labels):
-        png = report(
-            f"{stem}.png",
-            caption=f"../report/{caption}.rst",
-            category="3. Attention structure",
-            subcategory=subcategory,
-            labels=label,
-        )
-        files += [png, f"{stem}.pdf"]
+        for file in outputs.with_formats([stem]):
+            if file.endswith(".png"):
+                file = report(
+                    file,
+                    caption=f"../report/{caption}.rst",
+                    category="3. Attention structure",
+                    subcategory=subcategory,
+                    labels=label,
+                )
+            files.append(file)
     return files
 
 
-def both(stem):
-    """A figure's PNG and PDF."""
-    return [f"{stem}.png", f"{stem}.pdf"]
-
-
 def structure_figures():
-    targets = []
-    for e in EXPERIMENTS:
-        targets += both(f"results/figures/structure_{e}")
-        targets += both(f"results/figures/structure_profile_{e}")
-        for a in ARMS:
-            stem = (
-                f"results/figures/structure/{e}/{a}_seed{STRUCTURE_SEED}_final_heatmaps"
-            )
-            targets += both(stem)
-    return targets
+    stems = [s for group in STRUCTURE_FIGURES.values() for s in group]
+    return expand(outputs.with_formats(stems), experiment=EXPERIMENTS)
 
 
 def pretrained_figures():
-    targets = [
-        f for p in PRETRAINED for f in both(f"results/figures/pretrained/{p}_heatmaps")
-    ]
-    return targets + (both("results/figures/pretrained_profile") if PRETRAINED else [])
+    return outputs.with_formats(
+        [s for group in PRETRAINED_FIGURES.values() for s in group]
+    )
 
 
 def figures():
@@ -281,4 +230,4 @@ def figures():
 
 
 def tables():
-    return [RUNS_CSV, EPOCHS_CSV, *TABLES.values()]
+    return [*RECORDS.values(), *TABLES.values()]

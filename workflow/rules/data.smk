@@ -4,9 +4,7 @@
 
 rule prepare_data:
     output:
-        train="resources/data/{dataset}/train.npz",
-        test="resources/data/{dataset}/test.npz",
-        meta="resources/data/{dataset}/meta.json",
+        **stage_files("{dataset}"),
     log:
         "logs/data/{dataset}.log",
     wildcard_constraints:
@@ -14,24 +12,22 @@ rule prepare_data:
     conda:
         "../envs/analysis.yaml"
     params:
-        root=get_dataset_root,
+        args=get_stage_args,
     shell:
-        "mimetic prepare {wildcards.dataset:q} --root {params.root:q} --train {output.train:q} --test {output.test:q}"
+        "mimetic prepare {wildcards.dataset:q} {params.args:q} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"
 
 
 rule prepare_imagenet:
     output:
-        train="resources/data/imagenet/train.csv",
-        val="resources/data/imagenet/val.csv",
-        meta="resources/data/imagenet/meta.json",
+        **stage_files("imagenet"),
     log:
         "logs/data/imagenet.log",
     conda:
         "../envs/analysis.yaml"
     threads: 8  # processes that check every image can be decoded
     params:
-        args=get_imagenet_args,
+        args=get_stage_args,
     shell:
-        "mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.val:q}"
+        "mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"

@@ -22,13 +22,13 @@ rule plot_pretrained:
         code=code("structure_figures"),
     output:
         heatmaps=figure_files(
-            [f"results/figures/pretrained/{p}_heatmaps" for p in PRETRAINED],
+            PRETRAINED_FIGURES["heatmaps"],
             caption="heatmaps",
             subcategory="Pretrained",
             labels=[{"model": p, "figure": "heatmaps"} for p in PRETRAINED],
         ),
         profile=figure_files(
-            ["results/figures/pretrained_profile"],
+            PRETRAINED_FIGURES["profile"],
             caption="profile",
             subcategory="Pretrained",
             labels=[{"model": "all pretrained", "figure": "diagonal profile"}],
@@ -38,8 +38,9 @@ rule plot_pretrained:
     conda:
         "../envs/analysis.yaml"
     params:
-        sources=get_pretrained_plot_args,
+        labels=PRETRAINED,
         crop=config["structure"]["crop"],
     shell:
-        "mimetic plot-structure {params.sources:q} --profile {output.profile:q} --crop {params.crop}"
-        " > {log:q} 2>&1"
+        "mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
+        " --heatmaps-of {params.labels:q} --heatmaps {output.heatmaps:q} --profile {output.profile:q}"
+        " --crop {params.crop} > {log:q} 2>&1"

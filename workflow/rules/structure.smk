@@ -46,10 +46,7 @@ rule plot_structure:
         code=code("structure_figures"),
     output:
         heatmaps=figure_files(
-            [
-                f"results/figures/structure/{{experiment}}/{a}_seed{STRUCTURE_SEED}_final_heatmaps"
-                for a in ARMS
-            ],
+            STRUCTURE_FIGURES["heatmaps"],
             caption="heatmaps",
             subcategory="{experiment}",
             labels=[
@@ -58,7 +55,7 @@ rule plot_structure:
             ],
         ),
         compare=figure_files(
-            ["results/figures/structure_{experiment}"],
+            STRUCTURE_FIGURES["compare"],
             caption="structure_compare",
             subcategory="{experiment}",
             labels=[
@@ -70,7 +67,7 @@ rule plot_structure:
             ],
         ),
         profile=figure_files(
-            ["results/figures/structure_profile_{experiment}"],
+            STRUCTURE_FIGURES["profile"],
             caption="profile",
             subcategory="{experiment}",
             labels=[
@@ -86,10 +83,13 @@ rule plot_structure:
     conda:
         "../envs/analysis.yaml"
     params:
-        sources=get_structure_args,
+        labels=get_structure_labels,
+        heatmaps_of=[f"{a} trained" for a in ARMS],
         title=get_structure_title,
         crop=config["structure"]["crop"],
         compare_crop=config["structure"]["compare_crop"],
     shell:
-        "mimetic plot-structure {params.sources:q} --compare {output.compare:q} --profile {output.profile:q}"
-        " --title {params.title:q} --crop {params.crop} --compare-crop {params.compare_crop} > {log:q} 2>&1"
+        "mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
+        " --heatmaps-of {params.heatmaps_of:q} --heatmaps {output.heatmaps:q} --compare {output.compare:q}"
+        " --profile {output.profile:q} --title {params.title:q} --crop {params.crop}"
+        " --compare-crop {params.compare_crop} > {log:q} 2>&1"

@@ -17,10 +17,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch on first use: the workflow's config check reads the GPT-2 sizes
+    from torch import Tensor, nn
 
-from mimetic.attention.weights import AttentionWeights, attention_layers
+    from mimetic.attention.weights import AttentionWeights
 
 # Heads of the released GPT-2 sizes; other GPT-2-layout checkpoints need `num_heads`.
 GPT2_HEADS = {"gpt2": 12, "gpt2-medium": 16, "gpt2-large": 20, "gpt2-xl": 25}
@@ -103,6 +105,8 @@ def load_timm(model: str, file: str | os.PathLike | None = None, *,
 def gpt2_weights(state_dict: Mapping[str, Tensor], num_heads: int) -> list[AttentionWeights]:
     """Per layer W_q, W_k, W_v, W_proj (x @ W convention) of a GPT-2-layout state dict, with or
     without the `transformer.` prefix of GPT2LMHeadModel."""
+    from mimetic.attention.weights import AttentionWeights
+
     layers = {int(m.group(1)): key for key in state_dict if (m := _GPT2_QKV.match(key))}
     if not layers:
         raise ValueError("no GPT-2 attention weights found: expected keys like 'h.0.attn.c_attn.weight' "
@@ -141,6 +145,8 @@ def pretrained_weights(model: str, file: str | os.PathLike | None = None, num_he
     """Per layer attention weights of pretrained `model` (a timm name or gpt2[-size]), from the
     hub or `file`. `label` is the model's key in the config's `pretrained` section: errors name
     `pretrained.<label>.file` and `pretrained.<label>.num_heads`."""
+    from mimetic.attention.weights import attention_layers
+
     file_key = f"pretrained.{label}.file"
     if not is_gpt2(model):
         if num_heads is not None:

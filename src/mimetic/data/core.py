@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mimetic.registry import Registry
 
@@ -14,8 +14,29 @@ if TYPE_CHECKING:  # numpy and torch on first use: the config check and analysis
     import numpy as np
     from torch import Tensor
 
-# Where the data stage puts each dataset (relative to the workflow's working directory).
+# Where the data stage puts each dataset (relative to the workflow's working directory), and the
+# files it writes there (key -> name): an in-memory dataset's arrays, or ImageNet's index.
 DATA_DIR = Path("resources/data")
+ARRAY_FILES = {"train": "train.npz", "test": "test.npz", "meta": "meta.json"}
+INDEX_FILES = {"train": "train.csv", "test": "val.csv", "meta": "meta.json"}
+
+
+def stage_files(name: str) -> dict[str, str]:
+    """key -> the data stage's default file for dataset `name` (the workflow's rule outputs)."""
+    files = INDEX_FILES if name == "imagenet" else ARRAY_FILES
+    return {key: f"{DATA_DIR}/{name}/{file}" for key, file in files.items()}
+
+
+def stage_args(cfg: Mapping[str, Any]) -> list[str]:
+    """`mimetic prepare` options from a config's `data.<name>` section (ImageNet without a root: the
+    command stops, naming the key)."""
+    args = [] if cfg.get("root") is None else ["--root", str(cfg["root"])]
+    if cfg.get("classes") is not None:
+        args += ["--classes", *map(str, cfg["classes"] if isinstance(cfg["classes"], list) else [cfg["classes"]])]
+    for key in ("train_per_class", "val_per_class"):
+        if cfg.get(key) is not None:
+            args += [f"--{key.replace('_', '-')}", str(cfg[key])]
+    return args
 
 
 Outputs = str | Path | Mapping[str, str | Path | None] | None

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from mimetic import io
-from mimetic.data.core import DatasetError, DatasetUnavailable, Outputs, output_files
+from mimetic.data.core import INDEX_FILES, DatasetError, DatasetUnavailable, Outputs, output_files
 
 SPLITS = ("train", "val")
 ROOT_KEY = "data.imagenet.root"
@@ -92,7 +92,7 @@ def index(root: str | Path | None, outputs: Outputs = None, *, classes: int | Se
                                  f"(e.g. {missing}); both need one folder per class")
     kept = _choose_classes(all_classes, classes)
     class_to_idx = {wnid: i for i, wnid in enumerate(kept)}
-    out = output_files("imagenet", outputs, {"train": "train.csv", "test": "val.csv", "meta": "meta.json"})
+    out = output_files("imagenet", outputs, INDEX_FILES)
     counts, unreadable = {}, {}
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):
         samples = _samples(folders[split], class_to_idx, per_class)

@@ -20,7 +20,8 @@ import torch
 
 from mimetic import io
 from mimetic.data import cifar, svhn, tiny_imagenet
-from mimetic.data.core import DATA_DIR, Arrays, DatasetUnavailable, ImageData, Outputs, output_files
+from mimetic.data.core import (ARRAY_FILES, DATA_DIR, Arrays, DatasetUnavailable, ImageData, Outputs, output_files,
+                               stage_files)
 from mimetic.data.fetch import Extracted, Source, config_key, locate, own_folder
 
 
@@ -62,7 +63,7 @@ def prepare(name: str, root: str | Path | None = None, outputs: Outputs = None) 
         raise ValueError(f"unknown dataset {name!r} for the data stage; choose one of {sorted(PREPARED)}")
     spec = PREPARED[name]
     root = Path(root) if root is not None else own_folder(name)
-    out = output_files(name, outputs, {"train": "train.npz", "test": "test.npz", "meta": "meta.json"})
+    out = output_files(name, outputs, ARRAY_FILES)
     found = locate(name, spec.sources, spec.extracted, root)
     if found.folder is None:
         arrays = spec.read(name, found.files)
@@ -83,17 +84,17 @@ def prepare(name: str, root: str | Path | None = None, outputs: Outputs = None) 
 def load_prepared(name: str, folder: Path | None = None) -> ImageData:
     """The prepared dataset `name` from `folder` (default resources/data/<name>)."""
     folder = folder if folder is not None else DATA_DIR / name
-    meta_path = folder / "meta.json"
+    meta_path = folder / ARRAY_FILES["meta"]
     if not meta_path.is_file():
         raise DatasetUnavailable(
             f"{name}: not prepared: {meta_path} does not exist. Run the data stage "
-            f"(`snakemake --cores 1 {DATA_DIR / name / 'meta.json'}` or `python -m mimetic prepare {name}`); "
+            f"(`snakemake --cores 1 {stage_files(name)['meta']}` or `python -m mimetic prepare {name}`); "
             f"it reads the upstream files from config key {config_key(name)}."
         )
     meta = json.loads(meta_path.read_text())
     tensors = []
     for split in SPLITS:
-        with np.load(folder / f"{split}.npz") as z:
+        with np.load(folder / ARRAY_FILES[split]) as z:
             tensors += [torch.from_numpy(z["x"]), torch.from_numpy(z["y"])]
     return ImageData(name, *tensors, num_classes=len(meta["classes"]), flip=meta["flip"])
 

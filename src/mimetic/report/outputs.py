@@ -43,6 +43,31 @@ def figure_files(folder: str | Path, grid: bool) -> dict[str, str]:
     return {f"{n}.{ext}": f"{folder}/{n}.{ext}" for n in figure_names(grid) for ext in FIGURE_FORMATS}
 
 
+def record_files(folder: str | Path) -> dict[str, str]:
+    """name -> path of the run records' CSV tables."""
+    return {n: f"{folder}/{n}.csv" for n in RECORDS}
+
+
+def structure_stems(folder: str | Path, experiment: str, arms: list[str], seed: int) -> dict[str, list[str]]:
+    """An experiment's structure figures, without their formats (FIGURE_FORMATS): each arm's trained
+    heatmaps, the sources side by side, and their diagonal profile."""
+    return {"heatmaps": [f"{folder}/structure/{experiment}/{a}_seed{seed}_final_heatmaps" for a in arms],
+            "compare": [f"{folder}/structure_{experiment}"],
+            "profile": [f"{folder}/structure_profile_{experiment}"]}
+
+
+def pretrained_stems(folder: str | Path, labels: list[str]) -> dict[str, list[str]]:
+    """The pretrained models' figures, without their formats: each one's heatmaps, and one profile
+    of them all (none without models)."""
+    return {"heatmaps": [f"{folder}/pretrained/{p}_heatmaps" for p in labels],
+            "profile": [f"{folder}/pretrained_profile"] if labels else []}
+
+
+def with_formats(stems: list[str]) -> list[str]:
+    """Each figure stem's files, one per FIGURE_FORMATS."""
+    return [f"{stem}.{ext}" for stem in stems for ext in FIGURE_FORMATS]
+
+
 def grid_groups(arms: Mapping[str, tuple[str, Mapping]]) -> list[list[str]]:
     """Arms that form an (alpha, beta) grid: those sharing one init and every parameter other than
     alpha1/alpha2/beta1/beta2 (e.g. dist), with at least two distinct (alpha, beta) settings.
