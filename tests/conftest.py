@@ -5,6 +5,7 @@ check's output) go to one worker, so that it is built once, not once per worker.
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         info = getattr(item, "_fixtureinfo", None)  # pytest's record of the fixtures a test uses

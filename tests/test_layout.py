@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
+import textwrap
 from importlib.metadata import version
 from pathlib import Path
 
@@ -170,3 +172,39 @@ def test_every_face_names_what_exists():
         module = importlib.import_module(package)
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    return {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def test_the_training_loop_and_the_cli_read_at_a_glance():
+    """train() reads like airbench's main (set-up, resume, the epochs, the summary), and each CLI
+    function is one table or one handler."""
+    assert function_lengths(SRC / "train" / "loop.py")["train"] < 60
+    long = {name: n for name, n in function_lengths(SRC / "cli.py").items() if n > 50}
+    assert not long, long
+
+
+def test_tests_that_share_a_module_fixture_run_on_one_worker(tmp_path):
+    """tests/conftest.py groups them (the trained pipeline is built once, not once per worker);
+    a pytest that breaks xdist's groups (9.2) fails here instead of doubling the suite's time."""
+    shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path)
+    (tmp_path / "test_shared.py").write_text(textwrap.dedent(f"""\
+        import os, pytest
+        @pytest.fixture(scope="module")
+        def shared():
+            with open({str(tmp_path / "pids")!r}, "a") as f:
+                f.write(f"{{os.getpid()}}\\n")
+        @pytest.mark.parametrize("i", range(8))
+        def test_uses_it(shared, i):
+            pass
+        @pytest.mark.parametrize("i", range(8))
+        def test_does_not(i):
+            pass
+        """))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist",
+                           "loadgroup", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(set((tmp_path / "pids").read_text().split())) == 1
