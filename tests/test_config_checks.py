@@ -86,3 +86,17 @@ def test_yaml12_numbers_only_touch_number_strings():
     assert yaml12_numbers(config) == {"lr": 0.001, "min_lr": -250.0, "flip": "yes", "root": "data/1e3x",
                                       "seeds": [10.0, 2]}
     assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize("text, line", [
+    ("data:\n  imagenet:\n    root: /data/imagenet\n",
+     "config: experiments: required but missing; `--configfile` replaces config/config.yaml, so a file that "
+     "changes a few keys goes after the one it changes: --configfile config/config.yaml yours.yaml"),
+    (BASE.replace("lr: 0.002", 'lr: "fast"'), "config: experiments.digits.lr: 'fast' is not of type 'number'"),
+])
+def test_a_config_that_breaks_the_schema_gets_one_line_not_the_schema(tmp_path, text, line):
+    """Snakemake's own message prints the whole schema (955 lines for a partial overlay config)."""
+    proc, _ = dry_run(tmp_path, text)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert line in output.splitlines() and len(output.splitlines()) < 10, output[-3000:]

@@ -96,6 +96,26 @@ def check(config: dict[str, Any]) -> None:
         _check_pretrained_name(label, entry["model"], has_file=bool(entry["file"]))
 
 
+def schema_message(error: Exception) -> str:
+    """One line for a config that fails the workflow's schema: the config path of the bad key and
+    what is wrong. `error` is Snakemake's, raised while handling jsonschema's (whose text prints
+    the whole schema, hundreds of lines); anything else is returned as it reads."""
+    import jsonschema
+
+    cause = error.__cause__ or error.__context__
+    if not isinstance(cause, jsonschema.ValidationError):
+        return str(error)
+    bad = jsonschema.exceptions.best_match([cause])
+    path = ".".join(map(str, bad.absolute_path))
+    if bad.validator == "required":
+        missing = re.match(r"'([^']+)' is a required property", bad.message)
+        key = ".".join(filter(None, [path, missing.group(1) if missing else None]))
+        hint = ("; `--configfile` replaces config/config.yaml, so a file that changes a few keys goes "
+                "after the one it changes: --configfile config/config.yaml yours.yaml") if not path else ""
+        return f"{key}: required but missing{hint}"
+    return f"{path or 'the config'}: {bad.message}"
+
+
 def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
     """A timm name (with its pretrained tag unless a local file gives the weights) or a GPT-2 size."""
     from fnmatch import fnmatch

@@ -52,7 +52,10 @@ REFERENCES_SCHEMA = workflow.source_path("../schemas/references.schema.yaml")
 try:
     checks.check_files(workflow.configfiles)
     checks.yaml12_numbers(config)
-    validate(config, schema="../schemas/config.schema.yaml")
+    try:
+        validate(config, schema="../schemas/config.schema.yaml")
+    except WorkflowError as e:
+        raise checks.ConfigError(checks.schema_message(e))
     checks.check(config)
     claims.load_claims(CLAIMS, CLAIMS_SCHEMA)
     claims.load_references(REFERENCES, REFERENCES_SCHEMA)
