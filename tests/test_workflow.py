@@ -288,6 +288,17 @@ def test_environment_yml_runs_the_pipeline_and_the_tests():
     specs, pip = conda_env(REPO / "environment.yml")
     assert third_party_imports() | {"snakemake", "pytest", "torchvision"} <= set(specs)
     assert "build='cuda*'" in specs["pytorch"] and pip == ["-e ."]
+    assert {"pygments", "pytest-xdist"} <= set(specs)  # the report; the README's test command
+
+
+def test_the_package_brings_what_snakemake_report_needs():
+    """The README's install (`pip install -e .`) must be enough for `snakemake --report`, which
+    stops without pygments; only snakemake's `reports` extra requires it."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    snakemake = [d for d in deps if re.match(r"snakemake\b", d)]
+    assert len(snakemake) == 1 and re.match(r"snakemake\[([\w,]*\b)?reports\b", snakemake[0]), snakemake
 
 
 def test_every_rule_has_a_log_and_a_conda_env():
