@@ -136,7 +136,7 @@ def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
                           f"for {arch}: {tags or 'none'}")
 
 
-def timm_names(cache: Path | None = None) -> dict[str, list[str]]:
+def timm_names() -> dict[str, list[str]]:
     """timm's model names and pretrained tags ("models", "pretrained"), read from timm once per timm
     version and cached (default ~/.cache/mimetic): importing timm imports torch, seconds that
     planning would pay at every dry run."""
@@ -144,7 +144,7 @@ def timm_names(cache: Path | None = None) -> dict[str, list[str]]:
 
     from mimetic import io
 
-    folder = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mimetic"
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mimetic"
     path = folder / f"timm-{version('timm')}-names.json"
     try:
         return json.loads(path.read_text())

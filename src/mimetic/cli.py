@@ -26,7 +26,6 @@ def _onoff(text: str) -> bool:
     return text == "on"
 
 
-OUT = (("--out",), dict(nargs="+", required=True, help="output file(s), each written in its suffix's format"))
 RECORDS: Args = [(("--summaries",), dict(nargs="+", required=True, help="summary.json of each run")),
                  (("--metrics",), dict(nargs="+", required=True, help="metrics.csv of each run, in the same order"))]
 RESULTS: Args = [

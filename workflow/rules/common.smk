@@ -94,6 +94,7 @@ PRETRAINED_FIGURES = outputs.pretrained_stems("results/figures", PRETRAINED)
 RUN = "results/runs/{experiment}/{arm}/seed{seed}"
 STRUCTURE = "results/structure/{experiment}/{arm}/seed{seed}/{stage}"
 STAGES = ["init", "final"]
+STAGE_LABELS = {"init": "init", "final": "trained"}  # in the figures' labels
 
 
 wildcard_constraints:
@@ -170,10 +171,9 @@ def structure_sources(experiment):
         if reference
         else {}
     )
-    name = {"init": "init", "final": "trained"}
     for stage in STAGES:
         for arm in ARMS:
-            sources[f"{arm} {name[stage]}"] = STRUCTURE.format(
+            sources[f"{arm} {STAGE_LABELS[stage]}"] = STRUCTURE.format(
                 experiment=experiment, arm=arm, seed=STRUCTURE_SEED, stage=stage
             )
     return sources

@@ -84,7 +84,7 @@ rule plot_structure:
         "../envs/analysis.yaml"
     params:
         labels=get_structure_labels,
-        heatmaps_of=[f"{a} trained" for a in ARMS],
+        heatmaps_of=[f"{a} {STAGE_LABELS['final']}" for a in ARMS],
         title=get_structure_title,
         crop=config["structure"]["crop"],
         compare_crop=config["structure"]["compare_crop"],

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")
-ONOFF = ("on", "off")
 
 
 def _opt(default: Any, help: str, *, choices: tuple | None = None, onoff: bool = False, cli: bool = True) -> Any:

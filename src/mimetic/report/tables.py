@@ -26,9 +26,6 @@ from mimetic.report import compare, outputs, render, stats
 from mimetic.report.claims import Claim, Reference
 from mimetic.report.render import DASH, Table, interval, mean_sd, pvalue, signed, time_unit
 
-TABLES = ("main", "verdicts", "ablation", "time_to_accuracy", "references")
-GRID = "grid"
-
 _VERDICT_RULE = ("Verdict from the 95% t-interval [lo, hi] of the paired gain: reproduced (lo > 0 and hi >= "
                  "claimed), smaller gain (lo > 0, hi < claimed), no significant gain (lo <= 0 <= hi), reversed "
                  "(hi < 0), too few seeds (n < 2), not run (experiment or arm absent); without a claim, "
