@@ -323,10 +323,11 @@ def test_a_worker_that_dies_stops_the_run_with_the_likely_causes(indexed, monkey
     inputs = StreamInputs(recipe(indexed, batch_size=4, workers=2), CPU, prefetch=0)
     batches = inputs.epoch(0)
     next(batches)
-    # SIGCHLD held back while the workers die: torch's handler would otherwise raise at whatever
-    # line runs when it arrives (the kill loop, pytest's own code). The loader then finds the dead
-    # workers by its status check, as a trainer blocked on a batch would.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    # torch's SIGCHLD handler set aside while the workers die: it would raise at whatever line runs
+    # when the signal arrives (the kill loop, pytest's own code; blocking the signal in this thread
+    # does not stop xdist's threads from taking it). The loader then finds the dead workers by its
+    # status check or a broken handover, as a trainer blocked on a batch would.
+    handler = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         for worker in inputs.train_loader._iterator._workers:
             os.kill(worker.pid, signal.SIGKILL)
@@ -335,4 +336,21 @@ def test_a_worker_that_dies_stops_the_run_with_the_likely_causes(indexed, monkey
             list(batches)
         assert time.monotonic() - t0 < 30
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})  # after the loader shut down
+        signal.signal(signal.SIGCHLD, handler)
+    subprocess.run(["true"], check=True)  # a child's exit: the dead workers are no longer watched
+
+
+@pytest.mark.parametrize("error", [EOFError(), ConnectionResetError(104, "Connection reset by peer"),
+                                   RuntimeError("DataLoader worker (pid 7) is killed by signal: Killed.")])
+def test_every_sign_of_a_dead_worker_becomes_the_one_error(error):
+    """A worker killed while it hands over a batch's shared memory breaks the handover (EOFError,
+    ConnectionResetError) instead of torch's RuntimeError; each is the same DatasetError."""
+    class Loader:
+        _iterator = None
+
+        def __iter__(self):
+            raise error
+            yield
+
+    with pytest.raises(DatasetError, match=rf"DataLoader workers stopped \({type(error).__name__}: .*ulimit -n"):
+        next(StreamInputs._loaded(None, Loader()))

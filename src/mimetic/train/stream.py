@@ -491,12 +491,15 @@ class StreamInputs:
                 return
             except DatasetError:
                 raise
-            except RuntimeError as e:
+            except (RuntimeError, EOFError, ConnectionError) as e:
+                # RuntimeError: torch found a worker dead or silent; EOFError, ConnectionResetError:
+                # one died while handing over a batch's shared memory.
                 _shut_down(loader)
                 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                raise DatasetError(f"imagenet: the DataLoader workers stopped ({e}). Likely causes: the open-file "
-                                   f"limit (`ulimit -n` is {soft}, at most {hard}: raise it, e.g. `ulimit -n "
-                                   f"{max(hard, 65536) if hard != resource.RLIM_INFINITY else 65536}`), a worker "
+                raise_to = max(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+                raise DatasetError(f"imagenet: the DataLoader workers stopped ({type(e).__name__}: {e}). Likely "
+                                   f"causes: the open-file limit (`ulimit -n` is {soft}, at most {hard}: raise it, "
+                                   f"e.g. `ulimit -n {raise_to}`), a worker "
                                    "killed for memory (see `dmesg`), or a stalled file system; fewer `workers` or a "
                                    "smaller batch need less of both") from e
             yield batch
