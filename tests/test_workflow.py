@@ -24,7 +24,7 @@ from mimetic.train.recipe import DECODES, FLIPS, INTERPOLATIONS, TrainConfig
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
-# The jobs find the package in their environment, never through PYTHONPATH.
+# The jobs find the package through the workflow's own PYTHONPATH, not the caller's.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 TINY = {
@@ -275,20 +275,22 @@ def test_every_rule_env_parses_and_holds_what_the_package_imports():
     for env in set(envs.values()):
         specs, pip = conda_env(env)
         assert needed <= set(specs), (env, needed - set(specs))
-        # The workflow's own package, from this checkout: conda runs pip in the env file's folder.
-        (line,) = pip
-        assert line.startswith("--editable ") and (env.parent / line.split()[1] / "pyproject.toml").is_file()
+        # Nothing that depends on where the env file is read from: the package comes from PYTHONPATH.
+        assert pip == [] and "pip" not in specs and "snakemake-minimal" not in specs, env
     # Training gets a CUDA build wherever the env is solved; everything else a light CPU build.
     assert "build='cuda*'" in conda_env(envs["train_run"])[0]["pytorch"]
     assert "build='cuda*'" in conda_env(envs["train_run"])[0]["torchvision"]  # GPU JPEG decoding
     assert all("build='cpu*'" in conda_env(env)[0]["pytorch"] for rule, env in envs.items() if rule != "train_run")
 
 
-def test_environment_yml_runs_the_pipeline_and_the_tests():
+def test_environment_yml_is_the_launcher_of_the_conda_envs():
+    """environment.yml runs Snakemake with --sdm conda; the rule envs bring PyTorch, once for
+    training (CUDA) and once for the rest (CPU), not a third time in the launcher."""
     specs, pip = conda_env(REPO / "environment.yml")
-    assert third_party_imports() | {"snakemake", "pytest", "torchvision"} <= set(specs)
-    assert "build='cuda*'" in specs["pytorch"] and pip == ["-e ."]
-    assert {"pygments", "pytest-xdist"} <= set(specs)  # the report; the README's test command
+    assert {"snakemake", "snakemake-executor-plugin-slurm", "pygments"} <= set(specs) and pip == []
+    assert not {"pytorch", "torchvision", "timm"} & set(specs)
+    # Planning imports the package's light modules only: their requirements come with Snakemake.
+    assert {"pyyaml", "jsonschema"} <= set(specs)
 
 
 def test_the_package_brings_what_snakemake_report_needs():
@@ -321,27 +323,22 @@ UNQUOTED = {"threads", "wildcards.seed", "wildcards.stage", "params.crop", "para
 def test_rules_call_the_package_one_way_and_quote_what_they_pass():
     for rules in (REPO / "workflow/rules").glob("*.smk"):
         text = rules.read_text()
-        assert "PYTHONPATH" not in text and "lambda" not in text, rules.name
+        # PYTHONPATH is set once, in common.smk's shell prefix, for every job.
+        assert "PYTHONPATH" not in text or rules.name == "common.smk", rules.name
+        assert "lambda" not in text, rules.name
         for body in re.split(r"^rule ", text, flags=re.M)[1:]:
             shell = "".join(re.findall(r'^\s+"(.*)"$', body.split("shell:")[1], re.M))
-            assert shell.startswith("mimetic "), (rules.name, shell)
+            assert shell.startswith("python -m mimetic "), (rules.name, shell)
             for name, quoted in re.findall(r"\{([^{}:]+)(:q)?\}", shell):
                 assert quoted or name in UNQUOTED, (rules.name, name)
 
 
-def test_a_job_refuses_another_checkouts_package(tmp_path):
-    """The workflow tells its jobs where its package is; a different `mimetic` stops them."""
-    other = tmp_path / "mimetic"
-    shutil.copytree(REPO / "src/mimetic", other, ignore=shutil.ignore_patterns("__pycache__"))
-    run = [sys.executable, "-m", "mimetic", "inits"]
-    assert subprocess.run(run, env={**ENV, "MIMETIC_WORKFLOW_SOURCE": str(other)}).returncode == 0  # equal code
-    (other / "attention/init.py").write_text((other / "attention/init.py").read_text() + "\n# changed\n")
-    proc = subprocess.run(run, env={**ENV, "MIMETIC_WORKFLOW_SOURCE": str(other)}, capture_output=True, text=True)
-    assert proc.returncode != 0 and "the workflow's own package is" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_used_as_a_module_from_another_folder(tmp_path):
-    """Snakemake's module system (as snakedeploy writes it), without PYTHONPATH, to the end."""
+    """Snakemake's module system (as snakedeploy writes it), to the end, from another folder: the
+    jobs run the clone's package even with another `mimetic` ahead on the caller's PYTHONPATH."""
+    other = tmp_path / "elsewhere/mimetic"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("raise SystemExit('another mimetic was imported')\n")
     config = json.loads(json.dumps(TINY))
     config["seeds"] = [0]
     config["experiments"]["digits"].update(epochs=1, warmup_epochs=0)
@@ -356,11 +353,54 @@ def test_used_as_a_module_from_another_folder(tmp_path):
         use rule * from mimetic as mimetic_*
         """))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "mimetic_all"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900, env=ENV)
+                          capture_output=True, text=True, timeout=900, env={**ENV, "PYTHONPATH": str(other.parent)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
     assert sorted(runs["arm"]) == ["default", "mimetic"]
     assert (tmp_path / "results/figures/structure_digits.png").is_file()
+
+
+def test_ci_runs_the_readme_quickstart_then_report_from_the_readme_install_alone():
+    """.ci/run runs the README's quickstart block as written; in it the report is built before
+    anything but the README's own install (a fresh venv, `pip install -e .`) is in the venv."""
+    import runpy
+
+    block = runpy.run_path(str(REPO / ".ci/readme_block.py"))["block"]((REPO / "README.md").read_text())
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert commands[0].startswith("python3 -m venv .venv") and commands[1] == "pip install -e ."
+    report = next(i for i, c in enumerate(commands) if "--report results/report.html" in c)
+    quickstart = next(i for i, c in enumerate(commands) if c.startswith("snakemake --cores all --configfile"))
+    assert quickstart < report and not any("install" in c for c in commands[2:report])
+    assert commands[-1].endswith("&& pytest")  # the README's test command
+    assert '"$(python3 .ci/readme_block.py)"' in (REPO / ".ci/run").read_text()
+
+
+def test_a_default_profile_is_found_at_the_top_not_in_workflow(tmp_path):
+    """From the clone's root Snakemake runs the top-level Snakefile and looks for profiles/default
+    next to it (and in the working directory), not in workflow/profiles/default (README)."""
+    for part in ("Snakefile", "workflow", "config", "src/mimetic"):
+        copy = shutil.copytree if (REPO / part).is_dir() else shutil.copy
+        (tmp_path / part).parent.mkdir(parents=True, exist_ok=True)
+        copy(REPO / part, tmp_path / part, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                             if (REPO / part).is_dir() else {}))
+    used = "workflow specific profile"
+    for where, found in (("workflow/profiles/default", False), ("profiles/default", True)):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "config.yaml").write_text("printshellcmds: true\n")
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1",
+                               "--configfile", "config/quickstart.yaml"], cwd=tmp_path, capture_output=True,
+                              text=True, env=ENV)
+        assert proc.returncode == 0 and (used in proc.stdout + proc.stderr) == found, (where, proc.stderr[-2000:])
+        shutil.rmtree(tmp_path / where)
+
+
+def test_the_release_version_is_the_packages_everywhere():
+    import importlib.metadata
+
+    import mimetic
+
+    assert importlib.metadata.version("mimetic") == mimetic.__version__  # pyproject.toml reads it
+    assert yaml.safe_load((REPO / "CITATION.cff").read_text())["version"] == mimetic.__version__
 
 
 FAKE_SBATCH = """#!/bin/sh

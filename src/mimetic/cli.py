@@ -363,15 +363,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mimetic.provenance import check_workflow_source
-
     argv = sys.argv[1:] if argv is None else argv
     args = parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     args.argv = argv
-    try:
-        check_workflow_source()
-    except RuntimeError as e:
-        raise SystemExit(f"mimetic {args.command}: {e}") from None
     try:
         args.handler(args)
     except COMMANDS[args.command].errors() as e:

@@ -93,22 +93,6 @@ def environment() -> dict[str, Any]:
     }
 
 
-# The workflow exports MIMETIC_WORKFLOW_SOURCE (its src/mimetic folder) to its jobs. A job whose
-# environment imports `mimetic` from elsewhere (another checkout's editable install, a conda env
-# shared with another clone) with different code stops with one line instead of silently
-# running that other code.
-def check_workflow_source() -> None:
-    """Raise RuntimeError if this package is not the code of the workflow that started the job."""
-    expected = os.environ.get("MIMETIC_WORKFLOW_SOURCE")
-    if not expected or Path(expected).resolve() == PACKAGE_DIR:
-        return
-    if not Path(expected).is_dir() or source_sha256(expected) != source_sha256():
-        raise RuntimeError(
-            f"this job imported mimetic from {PACKAGE_DIR}, but the workflow's own package is {expected} and "
-            f"their code differs; install the workflow's package into this environment (pip install -e "
-            f"{Path(expected).parent.parent}) or, with --sdm conda, remove the stale env under .snakemake/conda")
-
-
 def write_page(out: str | os.PathLike, summary_files: Sequence[str | os.PathLike], config: dict[str, Any]) -> None:
     """The provenance page of the runs whose summary.json files are given, to `out`."""
     import json

@@ -11,7 +11,7 @@ rule check_records:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "mimetic check-records --summaries {input.summaries:q} --metrics {input.metrics:q} > {log:q} 2>&1"
+        "python -m mimetic check-records --summaries {input.summaries:q} --metrics {input.metrics:q} > {log:q} 2>&1"
 
 
 rule aggregate:
@@ -28,7 +28,7 @@ rule aggregate:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q}"
+        "python -m mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q}"
         " --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} > {log:q} 2>&1"
 
 
@@ -64,7 +64,7 @@ rule result_tables:
     params:
         baseline=config["baseline"],
     shell:
-        "mimetic tables --runs-csv {input.runs:q} --epochs-csv {input.epochs:q} --claims {input.claims:q}"
+        "python -m mimetic tables --runs-csv {input.runs:q} --epochs-csv {input.epochs:q} --claims {input.claims:q}"
         " --claims-schema {input.claims_schema:q} --references {input.references:q}"
         " --references-schema {input.references_schema:q} --baseline {params.baseline:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -99,7 +99,7 @@ rule paper_figures:
     params:
         baseline=config["baseline"],
     shell:
-        "mimetic figures --runs-csv {input.runs:q} --epochs-csv {input.epochs:q} --claims {input.claims:q}"
+        "python -m mimetic figures --runs-csv {input.runs:q} --epochs-csv {input.epochs:q} --claims {input.claims:q}"
         " --claims-schema {input.claims_schema:q} --baseline {params.baseline:q} --out {output:q}"
         " > {log:q} 2>&1"
 
@@ -122,5 +122,5 @@ rule provenance:
     params:
         config=json.dumps(config, sort_keys=True),
     shell:
-        "mimetic provenance --summaries {input.summaries:q} --config {params.config:q} --out {output:q}"
+        "python -m mimetic provenance --summaries {input.summaries:q} --config {params.config:q} --out {output:q}"
         " > {log:q} 2>&1"

@@ -9,10 +9,10 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-# The jobs run `mimetic`, the package of this workflow, from their environment: the conda envs
-# install it from this folder (workflow/envs/*.yaml), and without conda it is the one `pip
-# install -e` put into the current environment. Every job checks that what it imported is this
-# workflow's code (mimetic.provenance), so another checkout's package never runs silently.
+# The jobs run `python -m mimetic`, the package of this workflow, from this clone's src/ (on
+# PYTHONPATH, ahead of anything installed): the same code wherever Snakemake runs from
+# (--directory, --conda-prefix, a module deployment), and the rule envs install only its
+# requirements. Snakemake drops an inherited PYTHONPATH in conda envs; the prefix sets it inside.
 SOURCE = workflow.current_basedir.join("../../src/mimetic").get_path_or_uri(
     secret_free=True
 )
@@ -21,7 +21,10 @@ if not os.path.isdir(SOURCE):
         f"the workflow's package must be on this machine, but {SOURCE} is no folder here; "
         "clone the repository and use the workflow from the clone (README, 'Deployment')"
     )
-shell.prefix(f"export MIMETIC_WORKFLOW_SOURCE={shlex.quote(os.path.abspath(SOURCE))}; ")
+shell.prefix(
+    f"export PYTHONPATH={shlex.quote(os.path.dirname(os.path.abspath(SOURCE)))}"
+    "${{PYTHONPATH:+:$PYTHONPATH}}; "  # braces doubled: the prefix is formatted
+)
 
 # Planning uses the package's own code (one implementation with the jobs'), and none of its
 # heavy parts: no torch, timm, matplotlib or seaborn (tests/test_layout.py holds it to that).
@@ -132,6 +135,16 @@ def get_execution(wildcards, resources):
 
 def get_gpus(wildcards):
     return config["experiments"][wildcards.experiment]["gpus"]
+
+
+def get_gres(wildcards):
+    gpus = get_gpus(wildcards)
+    return f"gpu:{gpus}" if gpus else ""
+
+
+def get_cpus_per_task(wildcards):
+    gpus = get_gpus(wildcards)
+    return config["cpus_per_gpu"] * gpus if gpus else config["threads_per_run"]
 
 
 def get_data(wildcards):

@@ -14,7 +14,7 @@ rule prepare_data:
     params:
         args=get_stage_args,
     shell:
-        "mimetic prepare {wildcards.dataset:q} {params.args:q} --train {output.train:q} --test {output.test:q}"
+        "python -m mimetic prepare {wildcards.dataset:q} {params.args:q} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"
 
 
@@ -29,5 +29,5 @@ rule prepare_imagenet:
     params:
         args=get_stage_args,
     shell:
-        "mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.test:q}"
+        "python -m mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ rule extract_pretrained:
     params:
         args=get_pretrained_args,
     shell:
-        "mimetic extract {params.args:q} --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+        "python -m mimetic extract {params.args:q} --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 # Every pretrained model's heatmaps and their diagonal profiles, in one job.
@@ -41,6 +41,6 @@ rule plot_pretrained:
         labels=PRETRAINED,
         crop=config["structure"]["crop"],
     shell:
-        "mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
+        "python -m mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
         " --heatmaps-of {params.labels:q} --heatmaps {output.heatmaps:q} --profile {output.profile:q}"
         " --crop {params.crop} > {log:q} 2>&1"

@@ -33,7 +33,7 @@ rule extract_runs:
     params:
         stages=STAGES,
     shell:
-        "mimetic extract-runs --summaries {input.summaries:q} --weights {input.weights:q} --stages {params.stages:q}"
+        "python -m mimetic extract-runs --summaries {input.summaries:q} --weights {input.weights:q} --stages {params.stages:q}"
         " --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
@@ -89,7 +89,7 @@ rule plot_structure:
         crop=config["structure"]["crop"],
         compare_crop=config["structure"]["compare_crop"],
     shell:
-        "mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
+        "python -m mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
         " --heatmaps-of {params.heatmaps_of:q} --heatmaps {output.heatmaps:q} --compare {output.compare:q}"
         " --profile {output.profile:q} --title {params.title:q} --crop {params.crop}"
         " --compare-crop {params.compare_crop} > {log:q} 2>&1"

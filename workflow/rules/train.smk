@@ -11,9 +11,13 @@ rule train_run:
         "../envs/train.yaml"
     threads: config["threads_per_run"]
     resources:
-        # `--resources gpu=N` bounds the runs started at once, and the SLURM executor asks for
-        # this many (--gpus); each run locks its own device(s) (mimetic.train.gpu).
+        # `--resources gpu=N` bounds the runs started at once; each run locks its own device(s)
+        # (mimetic.train.gpu). On SLURM the job asks for the run's GPUs as --gpus=N
+        # (profiles/slurm) or --gres=gpu:N (profiles/slurm-gres: each profile blanks the other)
+        # and for CPU cores in proportion (cpus_per_gpu); outside SLURM the last two do nothing.
         gpu=get_gpus,
+        gres=get_gres,
+        cpus_per_task=get_cpus_per_task,
     params:
         recipe=get_recipe,
         execution=get_execution,
@@ -21,6 +25,6 @@ rule train_run:
         # Outside the declared outputs, so Snakemake never deletes it: a re-run resumes.
         checkpoint="results/checkpoints/{experiment}/{arm}/seed{seed}.pt",
     shell:
-        "mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
+        "python -m mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
         " --seed {wildcards.seed} --out {params.run:q} --checkpoint {params.checkpoint:q} {params.execution:q}"
         " --threads {threads} > {log:q} 2>&1"
