@@ -441,21 +441,25 @@ def fake_slurm(tmp_path):
     return {**ENV, "PATH": f"{bin_dir}:{ENV['PATH']}", "FAKE_SLURM_LOG": str(log)}, log
 
 
-@pytest.mark.parametrize("profile, request_", [("slurm", "--gpus=1"), ("slurm-gres", "--gres=gpu:1")])
-def test_slurm_submits_only_training_runs_with_their_gpus(tmp_path, fake_slurm, profile, request_):
+@pytest.mark.parametrize("profile", ["slurm", "slurm-gres"])
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_slurm_submits_only_training_runs_with_their_gpus(tmp_path, fake_slurm, profile, gpus):
     env, log = fake_slurm
     config = json.loads(json.dumps(TINY))
-    config["experiments"]["digits"]["gpus"] = 1
+    config["experiments"]["digits"]["gpus"] = gpus
     work = tmp_path / "work"
     work.mkdir()
     proc = snakemake(work, config, "--profile", str(slurm_profile(tmp_path, profile)), env=env)
     assert log.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     calls = log.read_text().splitlines()
     assert len(calls) == 4  # 2 arms x 2 seeds; nothing else went to the cluster
+    request = {"slurm": f"--gpus={gpus}", "slurm-gres": f"--gres=gpu:{gpus}"}[profile]
     for call in calls:
-        assert "--allowed-rules train_run" in call and request_ in call, call
-        assert "--cpus-per-task=8" in call  # the profile's set-threads, which the run uses too
+        assert "--allowed-rules train_run" in call and request in call, call
         assert ("--gres" in call) == (profile == "slurm-gres") and ("--gpus=" in call) == (profile == "slurm")
+        # CPU cores in proportion to the GPUs (cpus_per_gpu, default 8), and one task, not one per GPU
+        # (plugin issues #316, #459).
+        assert f"--cpus-per-task={8 * gpus}" in call and "--ntasks-per-gpu" not in call, call
 
 
 def test_the_paper_grid_plans_through_the_slurm_profile(tmp_path):
