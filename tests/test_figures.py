@@ -115,6 +115,12 @@ def test_forest_shows_every_verdict_and_claim(records, figures, tmp_path):
     assert "percentage points" in ax.get_xlabel()
     assert any("n=5" in t.get_text() for t in ax.get_yticklabels())
     assert any("no runs" in t.get_text() for t in ax.get_yticklabels())
+    # The measured verdicts stand out; the rows without an interval recede.
+    style = {t.get_text(): (t.get_fontweight(), t.get_fontstyle(), mcolors.to_hex(t.get_color())) for t in ax.texts}
+    for v in ("reproduced", "smaller gain", "no significant gain", "reversed", "significant gain"):
+        assert style[v] == ("bold", "normal", mcolors.to_hex("0.1")), v
+    for v in ("too few seeds", "not run"):
+        assert style[v] == ("normal", "italic", mcolors.to_hex("0.5")), v
 
 
 def test_axes_are_labelled_with_units(records, figures, tmp_path):
@@ -131,3 +137,33 @@ def test_axes_are_labelled_with_units(records, figures, tmp_path):
     assert "α" in heat.get_ylabel() and "β" in heat.get_xlabel() and "n=5" in heat.get_title()
     assert "not run" in [t.get_text() for t in heat.texts]
     assert "points" in grid.axes[-1].get_ylabel()  # the colour bar
+
+
+def test_structure_profile_draws_each_arm_in_its_colour_init_dashed(monkeypatch, tmp_path):
+    """The diagonal profile speaks the results figures' colours: an arm's init and trained lines
+    share its colour, the init dashed; a pretrained reference is grey; the figure has a title."""
+    import numpy as np
+    import pandas as pd
+
+    from mimetic.report import structure_figures
+
+    drawn = []
+    monkeypatch.setattr(structure_figures, "save", lambda fig, out: drawn.append(fig))
+    labels = ["pretrained vit", "default init", "mimetic init", "default trained", "mimetic trained"]
+    rows = [{"model": m, "layer": layer, "head": h, "product": p, "diag_mean": v, "identity_cosine": v}
+            for i, m in enumerate(labels) for layer in range(3) for p in ("qk", "vo")
+            for h, v in enumerate(np.linspace(0, 1, 2) + i)]
+    colors = plots.arm_colors(["default", "mimetic"])
+    arm_of = {m: m.split()[0] for m in labels[1:]}
+    structure_figures.diagonal_profile(pd.DataFrame(rows), tmp_path / "p.png", title="digits, seed 0",
+                                       colors={m: colors[a] for m, a in arm_of.items()},
+                                       dashed=["default init", "mimetic init"])
+    (fig,) = drawn
+    assert fig.get_suptitle().startswith("digits, seed 0: ")
+    legend = fig.axes[1].get_legend()
+    handles = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles))
+    assert list(handles) == labels
+    for label, handle in handles.items():
+        want = colors[arm_of[label]] if label in arm_of else mcolors.to_hex("0.35")
+        assert mcolors.to_hex(handle.get_color()) == want, label
+        assert (handle.get_linestyle() != "-") == label.endswith("init"), label

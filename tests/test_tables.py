@@ -123,10 +123,28 @@ def test_verdicts_table_quotes_sources(records):
     t = tables.verdicts_table(runs, "default", data.CLAIMS)
     assert list(t.data["claim"]) == [c.id for c in data.CLAIMS]
     row = t.display.set_index("claim").loc["paper-imagenet"]
-    assert row["verdict"] == "not run" and row["quote"] == "and 4%" and row["measured (95% t-interval)"] == "\u2013"
+    assert row["verdict"] == "not run" and row["measured (95% t-interval)"] == "\u2013"
+    assert f"{row['source']} “and 4%” paper, abstract." in t.notes
     lo, hi = t_ci(np.array(data.FINAL["cifar10"]["mimetic"]) - np.array(data.FINAL["cifar10"]["default"]))
     assert t.display.set_index("claim").loc["paper-cifar10", "measured (95% t-interval)"] == \
         f"+5.20 [{lo:.2f}, {hi:.2f}]"
+
+
+def test_verdicts_table_prints_a_shared_quote_once(records):
+    """The shipped claims quote the abstract's one sentence twice (CIFAR-10, ImageNet): it is in
+    the notes once, and both claims point at it."""
+    from mimetic.report.claims import load_claims
+
+    runs, _ = records
+    root = Path(__file__).resolve().parents[1]
+    claims = load_claims(root / "config/claims.yaml", root / "workflow/schemas/claims.schema.yaml")
+    t = tables.verdicts_table(runs, "default", claims)
+    by_claim = t.display.set_index("claim")["source"]
+    assert by_claim["trockman2023-cifar10"] == by_claim["trockman2023-imagenet"] != by_claim[
+        "trockman2025-thesis-cifar10"]
+    abstract = next(c.quote for c in claims if c.id == "trockman2023-cifar10")
+    assert sum(abstract in note for note in t.notes) == 1
+    assert len(set(t.data["quote"])) == len(set(t.display["source"])) == 2
 
 
 def test_ablation_every_arm_paired(records):
@@ -265,7 +283,7 @@ def test_latex_structure_and_escaping(records):
     v = tables.verdicts_table(runs, "default", data.CLAIMS)
     vtex = render.latex(v)
     check_latex(vtex, len(v.display.columns))
-    assert r"CIFAR-100 gains\_50\%" in vtex
+    assert "\n% [6] “CIFAR-100 gains_50%” nobody.\n" in vtex  # quotes and sources: the caption's, in comments
 
 
 def test_tex_escape_specials():
@@ -295,7 +313,11 @@ def test_html_and_markdown(records):
         p = Cells()
         p.feed(render.html(t))
         n = len(t.display.columns)
-        assert p.classes == [render.HTML_CLASS] and "link" not in p.tags and "style" not in p.tags
+        assert p.classes == [render.HTML_CLASS] and "link" not in p.tags and p.tags.count("style") == 1
+        # the stylesheet styles this table only: every selector starts with its class
+        css = render.html(t).split("<style>")[1].split("</style>")[0]
+        selectors = [s.strip() for rule in css.split("}") if "{" in rule for s in rule.split("{")[0].split(",")]
+        assert selectors and all(s.startswith(f".{render.HTML_CLASS}") for s in selectors), selectors
         assert p.rows[: 1 + len(t.display)] == [n] * (1 + len(t.display))
         md = [ln for ln in render.markdown(t).splitlines() if ln.startswith("|")]
         assert len(md) == 2 + len(t.display)

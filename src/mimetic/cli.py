@@ -186,10 +186,15 @@ def _plot_structure(a: argparse.Namespace) -> None:
     per = len(a.heatmaps) // max(len(a.heatmaps_of), 1)
     if len(a.heatmaps) != per * len(a.heatmaps_of) or (a.heatmaps_of and not per):
         raise ValueError("--heatmaps: the same number of files (one per format) for each of --heatmaps-of")
+    if a.arms and len(a.arms) != len(a.labels) or a.stages and len(a.stages) != len(a.labels):
+        raise ValueError(f"--arms and --stages: one per --labels ({len(a.labels)}), in its order ('-': none)")
     heatmaps = {label: a.heatmaps[i * per:(i + 1) * per] for i, label in enumerate(a.heatmaps_of)}
+    arms = {label: arm for label, arm in zip(a.labels, a.arms) if arm != "-"}
+    initialized = [label for label, stage in zip(a.labels, a.stages) if stage == "init"]
     structure_figures.write_all(dict(zip(a.labels, a.products)), dict(zip(a.labels, a.metrics)), heatmaps=heatmaps,
                                 compare=a.compare, profile=a.profile, title=a.title, crop=a.crop,
-                                compare_crop=a.compare_crop)
+                                compare_crop=a.compare_crop, arms=arms, initialized=initialized,
+                                baseline=a.baseline)
 
 
 # --- the commands ---------------------------------------------------------------------------------
@@ -342,6 +347,11 @@ COMMANDS: dict[str, Command] = {
         (("--heatmaps",), dict(nargs="*", default=[], help="their files, as many for each (one per format)")),
         (("--compare",), dict(nargs="*", default=[], help="the sources side by side, to these files")),
         (("--profile",), dict(nargs="*", default=[], help="the diagonal profile over depth, to these files")),
+        (("--arms",), dict(nargs="*", default=[], help="each source's arm, in --labels order ('-': none, e.g. "
+                                                      "a pretrained model): the profile draws it in the arm's colour")),
+        (("--stages",), dict(nargs="*", default=[], choices=("init", "final", "-"),
+                             help="each source's stage, in --labels order: init sources are drawn dashed")),
+        (("--baseline",), dict(default="default", help="the baseline arm (it keeps its colour)")),
         (("--title",), dict(default="", help="figure title")),
         (("--crop",), dict(type=int, default=64, help="heatmaps: the top-left CROP x CROP block; 0 shows all")),
         (("--compare-crop",), dict(type=int, default=32, help="side by side: the same"))], _structure_errors),

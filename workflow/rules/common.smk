@@ -176,37 +176,47 @@ def get_pretrained_args(wildcards):
 
 
 def structure_sources(experiment):
-    """label -> folder of every source of one experiment's structure figures, in column order: its
-    pretrained reference (if any), then each arm initialized, then each arm trained."""
+    """(label, folder, arm, stage) of every source of one experiment's structure figures, in
+    column order: its pretrained reference (if any; arm and stage "-"), then each arm
+    initialized, then each arm trained."""
     reference = config["structure"]["reference"].get(experiment)
     sources = (
-        {f"pretrained {reference}": f"results/pretrained/{reference}"}
+        [(f"pretrained {reference}", f"results/pretrained/{reference}", "-", "-")]
         if reference
-        else {}
+        else []
     )
     for stage in STAGES:
         for arm in ARMS:
-            sources[f"{arm} {STAGE_LABELS[stage]}"] = STRUCTURE.format(
+            folder = STRUCTURE.format(
                 experiment=experiment, arm=arm, seed=STRUCTURE_SEED, stage=stage
             )
+            sources.append((f"{arm} {STAGE_LABELS[stage]}", folder, arm, stage))
     return sources
 
 
 def get_structure_products(wildcards):
     return [
         f"{d}/products.safetensors"
-        for d in structure_sources(wildcards.experiment).values()
+        for _, d, _, _ in structure_sources(wildcards.experiment)
     ]
 
 
 def get_structure_metrics(wildcards):
     return [
-        f"{d}/structure.csv" for d in structure_sources(wildcards.experiment).values()
+        f"{d}/structure.csv" for _, d, _, _ in structure_sources(wildcards.experiment)
     ]
 
 
 def get_structure_labels(wildcards):
-    return list(structure_sources(wildcards.experiment))
+    return [label for label, _, _, _ in structure_sources(wildcards.experiment)]
+
+
+def get_structure_arms(wildcards):
+    return [arm for _, _, arm, _ in structure_sources(wildcards.experiment)]
+
+
+def get_structure_stages(wildcards):
+    return [stage for _, _, _, stage in structure_sources(wildcards.experiment)]
 
 
 def get_structure_title(wildcards):

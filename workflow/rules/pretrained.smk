@@ -39,8 +39,9 @@ rule plot_pretrained:
         "../envs/analysis.yaml"
     params:
         labels=PRETRAINED,
+        title="pretrained models",
         crop=config["structure"]["crop"],
     shell:
         "python -m mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
         " --heatmaps-of {params.labels:q} --heatmaps {output.heatmaps:q} --profile {output.profile:q}"
-        " --crop {params.crop} > {log:q} 2>&1"
+        " --title {params.title:q} --crop {params.crop} > {log:q} 2>&1"

@@ -84,6 +84,9 @@ rule plot_structure:
         "../envs/analysis.yaml"
     params:
         labels=get_structure_labels,
+        arms=get_structure_arms,
+        stages=get_structure_stages,
+        baseline=config["baseline"],
         heatmaps_of=[f"{a} {STAGE_LABELS['final']}" for a in ARMS],
         title=get_structure_title,
         crop=config["structure"]["crop"],
@@ -91,5 +94,6 @@ rule plot_structure:
     shell:
         "python -m mimetic plot-structure --labels {params.labels:q} --products {input.products:q} --metrics {input.metrics:q}"
         " --heatmaps-of {params.heatmaps_of:q} --heatmaps {output.heatmaps:q} --compare {output.compare:q}"
-        " --profile {output.profile:q} --title {params.title:q} --crop {params.crop}"
+        " --profile {output.profile:q} --arms {params.arms:q} --stages {params.stages:q} --baseline {params.baseline:q}"
+        " --title {params.title:q} --crop {params.crop}"
         " --compare-crop {params.compare_crop} > {log:q} 2>&1"

@@ -162,10 +162,12 @@ def gain_forest(runs: pd.DataFrame, claims: Sequence[Claim], out: Outputs, basel
             name = f"{r['experiment']}: {r['treatment']} vs {r['baseline']}"
             detail = (f"claim {r['claim']}, " if r["claim"] else "") + (f"n={int(n)}" if has else "no runs")
             labels.append(f"{name}\n{detail}")
-            verdict = r["verdict"]
-            ax.annotate(verdict, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(8, 0),
+            # What was measured stands out; "not run" and "too few seeds" recede (no interval to read).
+            measured = has and not np.isnan(r["gain_t_lo"])
+            ax.annotate(r["verdict"], xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(8, 0),
                         textcoords="offset points", va="center", ha="left", fontsize=9.5,
-                        fontweight="bold" if r["claim"] else "normal", color="0.1" if r["claim"] else "0.35")
+                        fontweight="bold" if measured else "normal", fontstyle="normal" if measured else "italic",
+                        color="0.1" if measured else "0.5")
         ax.axvline(0, color="0.3", lw=0.9, ls="--", zorder=1)
         lo, hi = min(xs), max(xs)
         pad = 0.08 * (hi - lo or 1.0)

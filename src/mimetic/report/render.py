@@ -140,11 +140,22 @@ def latex(t: Table) -> str:
 # --- HTML -------------------------------------------------------------------------------------
 
 HTML_CLASS = "mimetic-table"
+# A small stylesheet, every rule scoped to the table's class: the file reads well alone and inside
+# Snakemake's report, and pasted into another page it styles nothing else.
+HTML_STYLE = " ".join(f".{HTML_CLASS}{rule}" for rule in (
+    " {border-collapse: collapse; margin: 0.5em 0 1em; color: #222;"
+    " font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif}",
+    " caption {caption-side: top; text-align: left; font-weight: 600; font-size: 15px; padding: 0 0 0.5em}",
+    " th, ." + HTML_CLASS + " td {padding: 0.35em 0.75em; border-bottom: 1px solid #ddd; vertical-align: top}",
+    " thead th {border-bottom: 2px solid #555; text-align: left; white-space: nowrap}",
+    " tbody tr:nth-child(even) {background: #f6f7f9}",
+    " td {font-variant-numeric: tabular-nums}",
+    " tfoot td {font-size: 12.5px; color: #555; border-bottom: none; padding-top: 0.7em; max-width: 60em}"))
 
 
 def html(t: Table) -> str:
-    """A plain <table class="mimetic-table">: no stylesheet, only numeric columns right-aligned
-    inline; the title as its caption, notes in its footer."""
+    """A <table class="mimetic-table"> after its scoped stylesheet (HTML_STYLE), numeric columns
+    right-aligned; the title as its caption, notes in its footer."""
     esc = html_lib.escape
 
     def cell(tag: str, value: object, align: str) -> str:
@@ -152,7 +163,8 @@ def html(t: Table) -> str:
         return f"<{tag}{style}>" + esc(str(value)).replace("\n", "<br>") + f"</{tag}>"
 
     cols, spec = list(t.display.columns), t.column_spec()
-    lines = [f'<table class="{HTML_CLASS}">', f"<caption>{esc(t.title)}</caption>", "<thead>",
+    lines = [f"<style>{HTML_STYLE}</style>", f'<table class="{HTML_CLASS}">', f"<caption>{esc(t.title)}</caption>",
+             "<thead>",
              "<tr>" + "".join(cell("th", c, a) for c, a in zip(cols, spec)) + "</tr>", "</thead>", "<tbody>"]
     lines += ["<tr>" + "".join(cell("td", v, a) for v, a in zip(row, spec)) + "</tr>"
               for row in t.display.itertuples(index=False)]

@@ -72,13 +72,21 @@ def attention_heatmaps(products: dict[str, np.ndarray], out: Outputs, title: str
         save(fig, out)
 
 
-def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model") -> None:
+def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model", title: str = "",
+                     colors: dict[str, str] | None = None, dashed: Sequence[str] = ()) -> None:
     """Diagonal mean and identity cosine vs layer, Q/K (mean over heads, band: ± one std over
-    heads) and V/Proj panels, one line per `hue` value (a model, or a run's init/final)."""
+    heads) and V/Proj panels, one line per `hue` value (a model, or a run's init/final).
+    `colors`: hue value -> colour (the arms' colours of the results figures; the rest grey);
+    `dashed`: the hue values drawn dashed with hollow markers (the initialized models)."""
     with look("whitegrid", 1.1):
         df = metrics.assign(layer=metrics["layer"] + 1)
         order = list(dict.fromkeys(df[hue]))  # first-seen order: the caller's order
-        fig, axes = plt.subplots(2, 2, figsize=(9, 6.2), sharex=True)
+        style = {}
+        if colors is not None:  # else seaborn's palette: pretrained models are no arms
+            style = dict(palette={h: colors.get(h, "0.35") for h in order},
+                         dashes={h: (4, 2) if h in dashed else "" for h in order},
+                         markers={h: "X" if h in dashed else "o" for h in order})
+        fig, axes = plt.subplots(2, 2, figsize=(9, 6.6), sharex=True)
         for col, product in enumerate(("qk", "vo")):
             part = df[df["product"] == product]
             for row, (metric, label) in enumerate((("diag_mean", "diagonal mean"),
@@ -86,7 +94,8 @@ def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model") ->
                 ax = axes[row, col]
                 # Markers and dashes differ per line too: an init and its trained model can overlap.
                 sns.lineplot(part, x="layer", y=metric, hue=hue, hue_order=order, style=hue, style_order=order,
-                             markers=True, dashes=True, errorbar="sd", ax=ax, legend=row == 0 and col == 1)
+                             **({"markers": True, "dashes": True} | style), errorbar="sd", ax=ax,
+                             legend=row == 0 and col == 1)
                 ax.axhline(0, color="0.3", lw=0.8)
                 ax.set(xlabel="layer" if row else "", ylabel=label)
                 if row == 0:
@@ -94,6 +103,8 @@ def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model") ->
         axes[0, 1].legend(title=None, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
         layers = sorted(df["layer"].unique())
         axes[1, 0].set_xticks(layers if len(layers) <= 16 else layers[::2])
+        fig.suptitle(f"{title + ': ' if title else ''}the products' diagonal over depth "
+                     "(band: ± one std over heads)", fontsize=11)
         fig.tight_layout()
         save(fig, out)
 
@@ -136,11 +147,16 @@ def structure_comparison(sources: dict[str, dict[str, np.ndarray]], out: Outputs
 
 def write_all(products: dict[str, str | Path], metrics: dict[str, str | Path], *,
               heatmaps: dict[str, Sequence[str | Path]], compare: Sequence[str | Path] = (),
-              profile: Sequence[str | Path] = (), title: str = "", crop: int = 64, compare_crop: int = 32) -> None:
+              profile: Sequence[str | Path] = (), title: str = "", crop: int = 64, compare_crop: int = 32,
+              arms: dict[str, str] | None = None, initialized: Sequence[str] = (), baseline: str = "default") -> None:
     """One set of sources' structure figures at once: the heatmaps of the sources named in
     `heatmaps` (label -> files), the sources side by side (`compare`, in the products' order) and
-    the diagonal profile of `metrics` (label -> structure.csv) over depth."""
+    the diagonal profile of `metrics` (label -> structure.csv) over depth. `arms`: label -> the
+    arm a source comes from (its colour in every results figure); `initialized`: the labels of
+    sources taken at initialization."""
     from safetensors.numpy import load_file  # the products as numpy arrays: no torch in the report
+
+    from mimetic.report.figures import arm_colors
 
     loaded = {label: load_file(str(path)) for label, path in products.items()}
     for label, files in heatmaps.items():
@@ -149,4 +165,8 @@ def write_all(products: dict[str, str | Path], metrics: dict[str, str | Path], *
         structure_comparison(loaded, compare, title=title, crop=compare_crop)
     if profile:
         table = pd.concat([pd.read_csv(path).assign(model=label) for label, path in metrics.items()])
-        diagonal_profile(table, profile)
+        colors = None
+        if arms:
+            palette = arm_colors(set(arms.values()), baseline)
+            colors = {label: palette[arm] for label, arm in arms.items()}
+        diagonal_profile(table, profile, title=title, colors=colors, dashed=initialized)

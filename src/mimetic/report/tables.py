@@ -4,7 +4,7 @@ Markdown, LaTeX booktabs fragment and HTML by mimetic.report.render.
 write_all() writes, under out_dir, <name>.csv/.md/.tex/.html for each name in
   main               per experiment (one row per claim on it): baseline and treatment accuracy,
                      paired gain with intervals and p, claimed gain, verdict, published numbers
-  verdicts           per claim: claimed vs measured gain, verdict, the quoted sentence and source
+  verdicts           per claim: claimed vs measured gain, verdict; each quoted sentence and source once
   ablation           every arm of every experiment vs the baseline, paired
   time_to_accuracy   epochs and wall time for each arm to reach the baseline's mean final
                      accuracy and fixed levels, paired by seed
@@ -108,7 +108,13 @@ def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
 
 
 def verdicts_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim]) -> Table:
+    """Per claim: claimed vs measured gain and the verdict. Claims often quote one sentence (the
+    abstract's, for CIFAR-10 and ImageNet): each quote and its source is printed once, in the
+    notes, and the claims point at it by number (the CSV keeps every claim's own quote)."""
     data = compare.verdicts(compare.main(runs, baseline, claims), claims)
+    sources = {}  # (quote, source) -> its number, in order of first use
+    for key in zip(data["quote"], [s + (f" ({u})" if u else "") for s, u in data[["source", "url"]].values]):
+        sources.setdefault(key, len(sources) + 1)
     display = pd.DataFrame({
         "claim": data["claim"],
         "comparison": [f"{e}: {t} vs {b}" for e, t, b in data[["experiment", "treatment", "baseline"]].values],
@@ -117,11 +123,12 @@ def verdicts_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim]) -
                                       for m, lo, hi in data[["gain_mean", "gain_t_lo", "gain_t_hi"]].values],
         "n": [DASH if math.isnan(n) else str(int(n)) for n in data["gain_n"]] if len(data) else [],
         "verdict": data["verdict"],
-        "quote": data["quote"],
-        "source": [s + (f" ({u})" if u else "") for s, u in data[["source", "url"]].values] if len(data) else [],
-    }, columns=["claim", "comparison", "claimed", "measured (95% t-interval)", "n", "verdict", "quote", "source"])
-    notes = ["Gains in accuracy points, paired by seed (main table for both arms' accuracy).", _VERDICT_RULE]
-    align = ["l", "l", "r", "r", "r", "l", "p{6cm}", "p{4cm}"]
+        "source": [f"[{sources[key]}]" for key in zip(data["quote"], [
+            s + (f" ({u})" if u else "") for s, u in data[["source", "url"]].values])] if len(data) else [],
+    }, columns=["claim", "comparison", "claimed", "measured (95% t-interval)", "n", "verdict", "source"])
+    notes = ["Gains in accuracy points, paired by seed (main table for both arms' accuracy).", _VERDICT_RULE,
+             *(f"[{k}] “{quote}” {source}." for (quote, source), k in sources.items())]
+    align = ["l", "l", "r", "r", "r", "l", "l"]
     return Table("verdicts", data, display, "Claims and their verdicts", notes, align)
 
 
