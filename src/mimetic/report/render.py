@@ -140,38 +140,40 @@ def latex(t: Table) -> str:
 # --- HTML -------------------------------------------------------------------------------------
 
 HTML_CLASS = "mimetic-table"
-# A small stylesheet, every rule scoped to the table's class: the file reads well alone and inside
-# Snakemake's report, and pasted into another page it styles nothing else.
-HTML_STYLE = " ".join(f".{HTML_CLASS}{rule}" for rule in (
-    " {border-collapse: collapse; margin: 0.5em 0 1em; color: #222;"
-    " font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif}",
-    " caption {caption-side: top; text-align: left; font-weight: 600; font-size: 15px; padding: 0 0 0.5em}",
-    " th, ." + HTML_CLASS + " td {padding: 0.35em 0.75em; border-bottom: 1px solid #ddd; vertical-align: top}",
-    " thead th {border-bottom: 2px solid #555; text-align: left; white-space: nowrap}",
-    " tbody tr:nth-child(even) {background: #f6f7f9}",
-    " td {font-variant-numeric: tabular-nums}",
-    " tfoot td {font-size: 12.5px; color: #555; border-bottom: none; padding-top: 0.7em; max-width: 60em}"))
+# Inline styles, not a <style> block: the table reads well alone, in Snakemake's report (whose
+# page a <style> block in the landing text breaks) and pasted anywhere, and styles nothing else.
+HTML_STYLE = {
+    "table": "border-collapse: collapse; margin: 0.5em 0 1em; color: #222; font-size: 14px; line-height: 1.45; "
+             "font-family: system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif",
+    "caption": "caption-side: top; text-align: left; font-weight: 600; font-size: 15px; padding: 0 0 0.5em",
+    "th": "padding: 0.35em 0.75em; border-bottom: 2px solid #555; vertical-align: bottom; text-align: left",
+    "td": "padding: 0.35em 0.75em; border-bottom: 1px solid #ddd; vertical-align: top; "
+          "font-variant-numeric: tabular-nums",
+    "even": "background: #f6f7f9",  # every second body row
+    "notes": "padding: 0.7em 0.75em 0; font-size: 12.5px; color: #555",
+}
 
 
 def html(t: Table) -> str:
-    """A <table class="mimetic-table"> after its scoped stylesheet (HTML_STYLE), numeric columns
+    """A <table class="mimetic-table"> with inline styles (HTML_STYLE), numeric columns
     right-aligned; the title as its caption, notes in its footer."""
     esc = html_lib.escape
 
     def cell(tag: str, value: object, align: str) -> str:
-        style = ' style="text-align: right"' if align == "r" else ""
-        return f"<{tag}{style}>" + esc(str(value)).replace("\n", "<br>") + f"</{tag}>"
+        style = HTML_STYLE[tag] + ("; text-align: right" if align == "r" else "")
+        return f'<{tag} style="{style}">' + esc(str(value)).replace("\n", "<br>") + f"</{tag}>"
 
     cols, spec = list(t.display.columns), t.column_spec()
-    lines = [f"<style>{HTML_STYLE}</style>", f'<table class="{HTML_CLASS}">', f"<caption>{esc(t.title)}</caption>",
-             "<thead>",
+    lines = [f'<table class="{HTML_CLASS}" style="{HTML_STYLE["table"]}">',
+             f'<caption style="{HTML_STYLE["caption"]}">{esc(t.title)}</caption>', "<thead>",
              "<tr>" + "".join(cell("th", c, a) for c, a in zip(cols, spec)) + "</tr>", "</thead>", "<tbody>"]
-    lines += ["<tr>" + "".join(cell("td", v, a) for v, a in zip(row, spec)) + "</tr>"
-              for row in t.display.itertuples(index=False)]
+    lines += [(f'<tr style="{HTML_STYLE["even"]}">' if i % 2 else "<tr>")
+              + "".join(cell("td", v, a) for v, a in zip(row, spec)) + "</tr>"
+              for i, row in enumerate(t.display.itertuples(index=False))]
     lines.append("</tbody>")
     if t.notes:
         notes = "<br>".join(esc(n) for n in t.notes)
-        lines.append(f'<tfoot><tr><td colspan="{len(cols)}">{notes}</td></tr></tfoot>')
+        lines.append(f'<tfoot><tr><td colspan="{len(cols)}" style="{HTML_STYLE["notes"]}">{notes}</td></tr></tfoot>')
     lines.append("</table>")
     return "\n".join(lines) + "\n"
 
