@@ -143,8 +143,10 @@ HTML_CLASS = "mimetic-table"
 # Inline styles, not a <style> block: the table reads well alone, in Snakemake's report (whose
 # page a <style> block in the landing text breaks) and pasted anywhere, and styles nothing else.
 HTML_STYLE = {
+    # No quote marks (font names unquoted, as CSS allows): one ' in the landing text broke the report
+    # page's styles as a <style> block did.
     "table": "border-collapse: collapse; margin: 0.5em 0 1em; color: #222; font-size: 14px; line-height: 1.45; "
-             "font-family: system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif",
+             "font-family: system-ui, -apple-system, Segoe UI, Roboto, Helvetica Neue, Arial, sans-serif",
     "caption": "caption-side: top; text-align: left; font-weight: 600; font-size: 15px; padding: 0 0 0.5em",
     "th": "padding: 0.35em 0.75em; border-bottom: 2px solid #555; vertical-align: bottom; text-align: left",
     "td": "padding: 0.35em 0.75em; border-bottom: 1px solid #ddd; vertical-align: top; "
