@@ -161,6 +161,9 @@ def test_report_of_a_finished_run_builds(pipeline):
     proc = snakemake(pipeline, TINY, "--cores", "1", "--report", str(pipeline / "report.html"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (pipeline / "report.html").stat().st_size > 100_000
+    # The landing page shows the verdicts table (workflow/report/workflow.rst reads it in).
+    landing = next(ln for ln in (pipeline / "report.html").read_text().splitlines() if "workflow_desc = " in ln)
+    assert "Claims and their verdicts" in landing and "mimetic-table" in landing
 
 
 def test_execution_keys_reach_the_run_outside_its_tracked_recipe(tmp_path):
