@@ -11,7 +11,8 @@ from torch import nn
 
 from mimetic import apply_init
 from mimetic.attention.weights import attention_layers
-from mimetic.attention.init import INITS, qk_factors, qk_target, vo_target
+from mimetic.attention._mimetic import qk_factors, qk_target, vo_target
+from mimetic.attention.init import INITS
 from mimetic.attention.structure import attention_products, structure_metrics
 
 D, HEADS, DEPTH = 192, 3, 12
@@ -132,27 +133,56 @@ def test_vo_diagonal_and_noise_scale(mimetic_vit):
     assert torch.diagonal(vo, dim1=-2, dim2=-1).mean().item() == pytest.approx(-BETA2, abs=0.01)
 
 
-@pytest.mark.parametrize("init, changed", [
-    ("default", set()),
-    ("mimetic", {"q", "k", "v", "proj"}),
-    ("mimetic-qk", {"q", "k"}),
-    ("mimetic-vo", {"v", "proj"}),
-])
-def test_inits_change_only_their_attention_weights(init, changed):
-    base = apply_init(vit(seed=3, depth=2), "default", seed=3)
-    rng_after_base = torch.rand(3)
-    model = apply_init(vit(seed=3, depth=2), init, seed=3)
-    assert torch.equal(torch.rand(3), rng_after_base)  # the global RNG is left alone
-    base_sd, sd = base.state_dict(), model.state_dict()
-    for name, p in sd.items():
+EXPECTED = {"default": set(), "mimetic": {"q", "k", "v", "proj"}, "mimetic-qk": {"q", "k"},
+            "mimetic-vo": {"v", "proj"}, "identity": {"q", "k", "v", "proj"}, "identity-qk": {"q", "k"},
+            "mimetic-mlp": {"q", "k", "v", "proj", "mlp.fc1.weight"},
+            "impulse": {"q", "k", "v", "proj", "pos_embed"}, "conditioned": {"q", "k", "v"}}
+
+
+def parts_changed(model, base):
+    """Which tensors (attention q/k/v rows and proj apart) differ, computed here from the modules'
+    own state dicts, not through the package's part bookkeeping."""
+    base_sd, changed = base.state_dict(), set()
+    for name, p in model.state_dict().items():
         if name.endswith("attn.qkv.weight"):
-            for i, part in enumerate("qkv"):
-                same = torch.equal(p[i * D : (i + 1) * D], base_sd[name][i * D : (i + 1) * D])
-                assert same == (part not in changed), (name, part)
+            changed |= {part for i, part in enumerate("qkv")
+                        if not torch.equal(p[i * D:(i + 1) * D], base_sd[name][i * D:(i + 1) * D])}
         elif name.endswith("attn.proj.weight"):
-            assert torch.equal(p, base_sd[name]) == ("proj" not in changed), name
-        else:  # biases, norms, MLPs, embeddings, head
-            assert torch.equal(p, base_sd[name]), name
+            changed |= set() if torch.equal(p, base_sd[name]) else {"proj"}
+        elif not torch.equal(p, base_sd[name]):
+            changed.add(name.split(".", 2)[-1] if name.startswith("blocks.") else name)
+    return changed
+
+
+def test_every_init_is_listed_here():
+    assert set(EXPECTED) == set(INITS)
+
+
+@pytest.mark.parametrize("init", sorted(EXPECTED))
+@pytest.mark.parametrize("seed", [3, 4])
+def test_each_init_changes_exactly_what_it_declares(init, seed):
+    """Fair by construction: for every init and seed, everything else equals the model's own init
+    of that seed bit for bit (biases, norms, MLPs, embeddings, head), and the global RNG is untouched."""
+    base = apply_init(vit(seed=seed, depth=2), "default", seed=seed)
+    rng_after_base = torch.rand(3)
+    model = apply_init(vit(seed=seed, depth=2), init, seed=seed)
+    assert torch.equal(torch.rand(3), rng_after_base)
+    assert parts_changed(model, base) == EXPECTED[init]  # apply_init refuses anything undeclared
+
+
+def test_an_init_that_writes_what_it_does_not_declare_stops_naming_the_tensor():
+    from mimetic.attention.init import register_init
+
+    @register_init("test-leaky", touches=("q",))
+    def leaky(model, gen):
+        with torch.no_grad():
+            model.pos_embed.add_(1.0)
+
+    try:
+        with pytest.raises(RuntimeError, match=r"init 'test-leaky' changed \['pos_embed'\], which it does not declare"):
+            apply_init(vit(depth=1), "test-leaky", seed=0)
+    finally:
+        del INITS["test-leaky"]
 
 
 def test_torch_multihead_attention_in_a_transformer_encoder():
@@ -192,7 +222,7 @@ def test_uniform_noise_has_the_same_variance_but_bounded_support():
 @pytest.mark.parametrize("call, match", [
     (lambda: apply_init(nn.Sequential(nn.Linear(4, 4)), "mimetic"), "no supported attention layer"),
     (lambda: apply_init(vit(depth=1), "fancy"), r"unknown init 'fancy'.*mimetic-qk"),
-    (lambda: apply_init(vit(depth=1), "mimetic", beta1=-0.1), r"beta1=-0.1 must be a finite number >= 0"),
+    (lambda: apply_init(vit(depth=1), "mimetic", beta1=-0.1), r"beta1=-0.1 must be >= 0"),
     (lambda: apply_init(vit(depth=1), "mimetic", gamma=1.0), r"no parameter \['gamma'\].*alpha1"),
     (lambda: apply_init(vit(depth=1), "mimetic-qk", alpha2=0.4), r"no parameter \['alpha2'\]"),
     (lambda: apply_init(vit(depth=1), "mimetic", dist="cauchy"), r"dist='cauchy'.*normal"),
@@ -212,3 +242,5 @@ def test_width_not_divisible_by_heads():
 
 def test_registry_holds_the_documented_inits():
     assert {"default", "mimetic", "mimetic-qk", "mimetic-vo"} <= set(INITS)
+    for init in INITS.values():  # each says what it is and, but for the model's own, where it comes from
+        assert init.description and (init.source or init.name == "default"), init.name

@@ -84,9 +84,11 @@ def _prepare(a: argparse.Namespace) -> None:
 def _inits(a: argparse.Namespace) -> None:
     from mimetic.attention.init import INITS, init_params
 
-    for name, fn in INITS.items():
+    for name, init in INITS.items():
         params = ", ".join(f"{k}={v}" for k, v in init_params(name).items()) or "no parameters"
-        print(f"{name:12s} {params}\n{'':12s} {(fn.__doc__ or '').strip()}")
+        touches = ", ".join(init.touches) or "nothing"
+        print(f"{name:12s} {params}\n{'':12s} touches {touches}\n{'':12s} {init.description}"
+              + (f"\n{'':12s} source: {init.source}" if init.source else ""))
 
 
 def _schema(a: argparse.Namespace) -> None:

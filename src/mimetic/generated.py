@@ -34,14 +34,17 @@ def recipe_block() -> list[str]:
 
 def arm_block() -> list[str]:
     """The arm's `init` choices and the union of the inits' parameters with their schema."""
-    from mimetic.attention.init import INITS, NOISE, init_params
+    from mimetic.attention.init import INITS
 
     params: dict[str, Any] = {}
-    for init in INITS:
-        for name, default in init_params(init).items():
-            params[name] = {"enum": list(NOISE)} if name == "dist" else {"type": "number", "minimum": 0}
+    for init in INITS.values():
+        for name, spec in init.params.items():
+            if params.setdefault(name, spec.schema()) != spec.schema():
+                raise ValueError(f"parameter {name!r} has two schemas among the inits: {params[name]} "
+                                 f"and {spec.schema()} ({init.name}); give one of them another name")
     return _yaml_block({
-        "init": {"description": "attention initialization (`mimetic inits` lists them)", "enum": list(INITS)},
+        "init": {"description": "initialization (`mimetic inits` lists each with what it touches)",
+                 "enum": list(INITS)},
         "params": {"description": "the initialization's parameters, e.g. {alpha1: 0.5, beta1: 0.5}; unset ones take "
                                   "the defaults", "type": "object", "default": {}, "additionalProperties": False,
                    "properties": params}}, 6)

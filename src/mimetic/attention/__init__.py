@@ -8,12 +8,14 @@ torch on first use.
 
 from typing import Any
 
-from mimetic.attention.init import INITS, check_params, init_params, register_init
+from mimetic.attention.init import INITS, Init, Param, check_params, init_params, register_init
 
-__all__ = ["INITS", "AttentionLayer", "AttentionWeights", "apply_init", "attention_layers", "attention_products",
-           "check_params", "init_params", "register_init", "structure_metrics"]
+__all__ = ["INITS", "AttentionLayer", "AttentionWeights", "Init", "Param", "apply_init", "attention_layers",
+           "attention_products", "changed_parts", "check_params", "init_params", "register_init", "structure_metrics",
+           "tensor_parts"]
 
-_LAZY = {"apply_init": "init", "AttentionLayer": "weights", "AttentionWeights": "weights",
+_LAZY = {"apply_init": "init", "changed_parts": "init", "tensor_parts": "init",
+         "AttentionLayer": "weights", "AttentionWeights": "weights",
          "attention_layers": "weights", "attention_products": "structure", "structure_metrics": "structure"}
 
 

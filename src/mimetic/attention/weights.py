@@ -50,6 +50,15 @@ class AttentionLayer:
             )
         self.head_dim = self.dim // num_heads
 
+    @property
+    def qkv_param(self) -> Tensor:
+        """The fused (3d, d) parameter, nn.Linear layout."""
+        return self._qkv
+
+    @property
+    def proj_param(self) -> Tensor:
+        return self._proj
+
     def read(self) -> AttentionWeights:
         d = self.dim
         w = self._qkv.detach()
