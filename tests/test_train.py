@@ -53,6 +53,44 @@ def test_run_folder_contents_are_complete_and_consistent(finished):
     assert not list(out.glob(".*.tmp"))
 
 
+def test_init_json_agrees_with_the_rebuilt_initial_weights(finished):
+    """init.json, recomputed here from the run's rebuilt initial model and the model's own init of
+    the same seed, through the raw qkv / proj weights."""
+    from mimetic.train.models import run_model
+
+    out, summary = finished
+    record = json.loads((out / "init.json").read_text())
+    model = run_model(summary, out / "final.safetensors", "init")
+    own = run_model({**summary, "config": {**summary["config"], "init": "default", "init_params": {}}},
+                    out / "final.safetensors", "init")
+    assert record["init"] == "mimetic" and record["touches"] == ["q", "k", "v", "proj"]
+    sd, own_sd = model.state_dict(), own.state_dict()
+    d = sd["blocks.0.attn.proj.weight"].shape[0]
+    for name in sd:
+        if name.endswith("attn.qkv.weight"):
+            for i, part in enumerate("qkv"):
+                layer = name.removesuffix(".qkv.weight")
+                assert record["changed"][f"{layer}[{part}]"] == (not torch.equal(sd[name][i * d:(i + 1) * d],
+                                                                                 own_sd[name][i * d:(i + 1) * d]))
+        elif name.endswith("attn.proj.weight"):
+            assert record["changed"][name.replace(".proj.weight", "[proj]")] is True
+        elif name in record["changed"]:
+            assert record["changed"][name] is False and torch.equal(sd[name], own_sd[name]), name
+    heads = model.blocks[0].attn.num_heads
+    for layer, stats in enumerate(record["layers"]):
+        w = sd[f"blocks.{layer}.attn.qkv.weight"].double()
+        q, k, v = w[:d].T, w[d:2 * d].T, w[2 * d:].T
+        vo = v @ sd[f"blocks.{layer}.attn.proj.weight"].double().T
+        hk = d // heads
+        qk = [q[:, h * hk:(h + 1) * hk] @ k[:, h * hk:(h + 1) * hk].T for h in range(heads)]
+        off = ~torch.eye(d, dtype=torch.bool)
+        assert stats["qk_diag_mean"] == pytest.approx(sum(p.diagonal().mean() for p in qk).item() / heads, rel=1e-4)
+        assert stats["qk_offdiag_abs_mean"] == pytest.approx(sum(p[off].abs().mean() for p in qk).item() / heads,
+                                                             rel=1e-4)
+        assert stats["vo_diag_mean"] == pytest.approx(vo.diagonal().mean().item(), rel=1e-4)
+        assert stats["vo_offdiag_abs_mean"] == pytest.approx(vo[off].abs().mean().item(), rel=1e-4)
+
+
 def test_saved_weights_reproduce_the_final_accuracy(finished):
     out, summary = finished
     cfg = tiny()

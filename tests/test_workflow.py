@@ -166,6 +166,14 @@ def test_report_of_a_finished_run_builds(pipeline):
     assert "Claims and their verdicts" in landing and "mimetic-table" in landing
 
 
+def test_an_init_that_needs_another_recipe_stops_at_planning(tmp_path):
+    config = json.loads(json.dumps(TINY))
+    config["arms"]["impulse"] = {"init": "impulse"}  # digits here keeps the fixed sin-cos embedding
+    proc = snakemake(tmp_path, config, "-n", "--cores", "1")
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    assert "experiments.digits.pos_embed: arm 'impulse' (init 'impulse') needs pos_embed: learned" in proc.stdout
+
+
 def test_execution_keys_reach_the_run_outside_its_tracked_recipe(tmp_path):
     config = json.loads(json.dumps(TINY))
     config["experiments"]["digits"].update(eval_batch_size=64, compile=True, gpus=2)
@@ -196,7 +204,7 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
 
 
 # config/ holds claims and references too; imagenet.yaml needs the user's copy (tests/test_imagenet.py)
-WORKFLOW_CONFIGS = ["config.yaml", "ablations.yaml", "quickstart.yaml"]
+WORKFLOW_CONFIGS = ["config.yaml", "ablations.yaml", "quickstart.yaml", "successors.yaml", "successors_quick.yaml"]
 
 
 def test_shipped_configs_are_complete_dry_runs(tmp_path):
@@ -336,15 +344,16 @@ def test_rules_call_the_package_one_way_and_quote_what_they_pass():
                 assert quoted or name in UNQUOTED, (rules.name, name)
 
 
-def test_used_as_a_module_from_another_folder(tmp_path):
+def test_used_as_a_module_from_another_folder_every_successor_arm_to_the_report(tmp_path):
     """Snakemake's module system (as snakedeploy writes it), to the end, from another folder: the
-    jobs run the clone's package even with another `mimetic` ahead on the caller's PYTHONPATH."""
+    jobs run the clone's package even with another `mimetic` ahead on the caller's PYTHONPATH. The
+    config is config/successors_quick.yaml (every arm but weight selection, 2 seeds) at 1 epoch,
+    to the report: each run's init.json, the Initialization table with every arm."""
     other = tmp_path / "elsewhere/mimetic"
     other.mkdir(parents=True)
     (other / "__init__.py").write_text("raise SystemExit('another mimetic was imported')\n")
-    config = json.loads(json.dumps(TINY))
-    config["seeds"] = [0]
-    config["experiments"]["digits"].update(epochs=1, warmup_epochs=0)
+    config = yaml.safe_load((REPO / "config/successors_quick.yaml").read_text())
+    config["experiments"]["digits"]["epochs"] = 1
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
         configfile: "config.yaml"
@@ -355,12 +364,20 @@ def test_used_as_a_module_from_another_folder(tmp_path):
 
         use rule * from mimetic as mimetic_*
         """))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "mimetic_all"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900, env={**ENV, "PYTHONPATH": str(other.parent)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
-    assert sorted(runs["arm"]) == ["default", "mimetic"]
+    env = {**ENV, "PYTHONPATH": str(other.parent)}
+    for args in (["--cores", "2", "mimetic_report"], ["--cores", "1", "--report", "report.html"]):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=900, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "report.html").stat().st_size > 100_000
     assert (tmp_path / "results/figures/structure_digits.png").is_file()
+    table = pd.read_csv(tmp_path / "results/tables/initialization.csv").set_index("arm")
+    assert set(table.index) == set(config["arms"]) and (table["n"] == 2).all()
+    assert table.loc["impulse", "touches"] == "q k v proj pos_embed" and table.loc["default", "touches"] == "nothing"
+    for arm in config["arms"]:
+        record = json.loads((tmp_path / f"results/runs/digits/{arm}/seed0/init.json").read_text())
+        assert any(record["changed"].values()) == (arm != "default"), arm
+    assert "Initialization" in (tmp_path / "results/tables/initialization.md").read_text()
 
 
 def test_ci_runs_the_readme_quickstart_then_report_from_the_readme_install_alone():

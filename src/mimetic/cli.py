@@ -27,7 +27,8 @@ def _onoff(text: str) -> bool:
 
 
 RECORDS: Args = [(("--summaries",), dict(nargs="+", required=True, help="summary.json of each run")),
-                 (("--metrics",), dict(nargs="+", required=True, help="metrics.csv of each run, in the same order"))]
+                 (("--metrics",), dict(nargs="+", required=True, help="metrics.csv of each run, in the same order")),
+                 (("--inits",), dict(nargs="*", default=[], help="init.json of each run, in the same order"))]
 RESULTS: Args = [
     (("--runs-csv",), dict(required=True, help="runs.csv from `aggregate`")),
     (("--epochs-csv",), dict(required=True, help="epochs.csv from `aggregate`")),
@@ -102,10 +103,11 @@ def _schema(a: argparse.Namespace) -> None:
         raise ValueError(f"stale: {', '.join(map(str, stale))}; run `{generated.COMMAND}`")
 
 
-def _records(a: argparse.Namespace) -> list[tuple[str, str]]:
-    if len(a.summaries) != len(a.metrics):
-        raise ValueError("--summaries and --metrics must name the same runs, in one order")
-    return list(zip(a.summaries, a.metrics))
+def _records(a: argparse.Namespace) -> list[tuple[str, ...]]:
+    inits = a.inits
+    if len(a.summaries) != len(a.metrics) or inits and len(inits) != len(a.summaries):
+        raise ValueError("--summaries, --metrics (and --inits) must name the same runs, in one order")
+    return list(zip(a.summaries, a.metrics, inits)) if inits else list(zip(a.summaries, a.metrics))
 
 
 def _check_records(a: argparse.Namespace) -> None:

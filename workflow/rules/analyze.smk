@@ -4,6 +4,7 @@ rule check_records:
     input:
         summaries=run_records("summary.json"),
         metrics=run_records("metrics.csv"),
+        inits=run_records("init.json"),
     output:
         touch("results/tables/records.checked"),
     log:
@@ -11,13 +12,15 @@ rule check_records:
     conda:
         "../envs/analysis.yaml"
     shell:
-        "python -m mimetic check-records --summaries {input.summaries:q} --metrics {input.metrics:q} > {log:q} 2>&1"
+        "python -m mimetic check-records --summaries {input.summaries:q} --metrics {input.metrics:q}"
+        " --inits {input.inits:q} > {log:q} 2>&1"
 
 
 rule aggregate:
     input:
         summaries=run_records("summary.json"),
         metrics=run_records("metrics.csv"),
+        inits=run_records("init.json"),
         checked="results/tables/records.checked",
         code=repo_file("src/mimetic/report/records.py"),
     output:
@@ -29,7 +32,7 @@ rule aggregate:
         "../envs/analysis.yaml"
     shell:
         "python -m mimetic aggregate --summaries {input.summaries:q} --metrics {input.metrics:q}"
-        " --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} > {log:q} 2>&1"
+        " --inits {input.inits:q} --runs-csv {output.runs:q} --epochs-csv {output.epochs:q} > {log:q} 2>&1"
 
 
 rule result_tables:

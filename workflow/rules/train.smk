@@ -5,6 +5,7 @@ rule train_run:
         metrics=f"{RUN}/metrics.csv",
         weights=f"{RUN}/final.safetensors",
         summary=f"{RUN}/summary.json",
+        init=f"{RUN}/init.json",
     log:
         "logs/train/{experiment}/{arm}/seed{seed}.log",
     conda:

@@ -57,6 +57,7 @@ class Init:
     touches: tuple[str, ...]
     params: Mapping[str, Param] = field(default_factory=dict)
     source: str = ""
+    needs: Mapping[str, Any] = field(default_factory=dict)  # recipe key -> the value it must have
 
     @property
     def description(self) -> str:
@@ -77,9 +78,10 @@ INITS: Registry[Init] = Registry("init")
 
 
 def register_init(name: str, *, touches: Sequence[str], params: Mapping[str, Param] | None = None,
-                  source: str = "") -> Callable[[Callable[..., None]], Callable[..., None]]:
+                  source: str = "", needs: Mapping[str, Any] | None = None
+                  ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def add(fn: Callable[..., None]) -> Callable[..., None]:
-        INITS.register(name)(Init(name, fn, tuple(touches), dict(params or {}), source))
+        INITS.register(name)(Init(name, fn, tuple(touches), dict(params or {}), source, dict(needs or {})))
         return fn
 
     return add

@@ -86,9 +86,9 @@ def impulse_factors(pe: Tensor, grid: tuple[int, int], heads: int, rank: int, ge
 def _patch_pos_embed(model: nn.Module) -> Tensor:
     """The learned position embedding of the patch tokens (no class row), as a tensor view."""
     pos = getattr(model, "pos_embed", None)
-    if pos is None or not hasattr(model, "patch_embed"):
-        raise ValueError(f"init 'impulse' needs a timm VisionTransformer with a position embedding; "
-                         f"{type(model).__name__} has none")
+    if pos is None or not hasattr(model, "patch_embed") or not pos.requires_grad:
+        raise ValueError(f"init 'impulse' needs a timm VisionTransformer with a learned position embedding; "
+                         f"{type(model).__name__} has none (pos_embed: learned)")
     skip = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 0)
     return pos[0, skip:]
 
@@ -98,7 +98,10 @@ def _patch_pos_embed(model: nn.Module) -> Tensor:
                        "norm_q": Param(7.0, "Frobenius norm of each head's W_q and W_k", minimum=0),
                        **VO, "dist": Param("uniform", "the V/Proj noise (the published code's: uniform)",
                                            choices=NOISE)},
-               source="Zheng et al., NeurIPS 2025 (arXiv 2505.19985); code osiriszjq/structured_initialization")
+               source="Zheng et al., NeurIPS 2025 (arXiv 2505.19985); code osiriszjq/structured_initialization",
+               # It scales a learned embedding (timm's, std 0.02, to 0.36): a fixed sin-cos table
+               # scaled by 18 drowns the patch content, and nothing can learn it back (digits: chance).
+               needs={"pos_embed": "learned"})
 def impulse(model: nn.Module, gen: torch.Generator, norm_p: float, norm_q: float, alpha2: float, beta2: float,
             dist: str) -> None:
     """Closed form, no optimisation: head h's Q/K product makes the (scaled, layer-normed)

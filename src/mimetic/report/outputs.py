@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 RECORDS = ("runs", "epochs")  # CSV tables of the finished runs (mimetic.report.records)
-TABLES = ("summary", "main", "verdicts", "ablation", "time_to_accuracy", "references")
+TABLES = ("summary", "main", "verdicts", "ablation", "initialization", "time_to_accuracy", "references")
 GRID_TABLE = "grid"  # only when arms form an (alpha, beta) grid (has_grid)
 TABLE_FORMATS = ("csv", "md", "tex", "html")
 SUMMARY_FORMATS = ("csv", "md")  # the summary is for the folder, not for a paper

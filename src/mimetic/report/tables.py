@@ -6,6 +6,7 @@ write_all() writes, under out_dir, <name>.csv/.md/.tex/.html for each name in
                      paired gain with intervals and p, claimed gain, verdict, published numbers
   verdicts           per claim: claimed vs measured gain, verdict; each quoted sentence and source once
   ablation           every arm of every experiment vs the baseline, paired
+  initialization     every arm: its init, what it touches, its first layer's Q/K and V/Proj statistics at init
   time_to_accuracy   epochs and wall time for each arm to reach the baseline's mean final
                      accuracy and fixed levels, paired by seed
   references         the published numbers with their source and setting
@@ -157,6 +158,45 @@ def ablation_table(runs: pd.DataFrame, baseline: str, treatment: str = compare.T
                  ["l", "l", "l", "l", "r", "r", "r", "r", "r", "l"])
 
 
+def initialization_table(runs: pd.DataFrame, baseline: str, treatment: str = compare.TREATMENT) -> Table:
+    """Per experiment and arm: the init, what it declares it touches (everything else is the
+    model's own init of the same seed, bit for bit) and layer 1's products at initialization."""
+    from mimetic.report.records import INIT_STATS
+
+    cols = ["touches", *(f"init_{k}" for k in INIT_STATS)]
+    df = runs.assign(**{c: runs[c] if c in runs.columns else math.nan for c in cols})
+    df["touches"] = df["touches"].fillna(DASH).astype(str)
+    stats_of = df.groupby(["experiment", "arm"]).agg(touches=("touches", "first"), n=("seed", "size"),
+                                                     **{k: (f"init_{k}", "mean") for k in INIT_STATS})
+    rows = []
+    for info in compare.arms_of(runs).to_dict("records"):
+        rows.append({**info, **stats_of.loc[(info["experiment"], info["arm"])].to_dict()})
+    order = {e: compare.arm_order(runs[runs["experiment"] == e]["arm"].unique(), baseline, treatment)
+             for e in runs["experiment"].unique()}
+    rows.sort(key=lambda r: (r["experiment"], order[r["experiment"]].index(r["arm"])))
+    data = pd.DataFrame(rows, columns=["experiment", "arm", "init", "init_params", "touches", "n", *INIT_STATS])
+
+    def num(v: float, sign: str = "+") -> str:
+        return DASH if math.isnan(v) else f"{v:{sign}.3f}".replace("-", render.MINUS)
+
+    def readable(touches: str) -> str:  # the declared patterns, without their regular-expression escapes
+        return touches.replace("\\.", ".").replace("\\d+", "N")
+
+    display = pd.DataFrame({
+        "experiment": data["experiment"], "arm": data["arm"], "init": data["init"],
+        "parameters": data["init_params"].map(_params_text), "touches": data["touches"].map(readable),
+        "Q/K diag": data["qk_diag_mean"].map(num), "Q/K |off-diag|": data["qk_offdiag_abs_mean"].map(num, sign=""),
+        "V/Proj diag": data["vo_diag_mean"].map(num),
+        "V/Proj |off-diag|": data["vo_offdiag_abs_mean"].map(num, sign="")})
+    notes = ["Touches: the tensors the init may write (q, k, v, proj of every attention layer; others by name); "
+             "every other tensor is the model's own initialization of the same seed, bit for bit (each run's "
+             "init.json lists them).",
+             "Layer 1 at initialization: diagonal mean and mean |off-diagonal| of W_q^h W_k^h^T (mean over heads) "
+             "and of W_v W_proj, mean over seeds."]
+    return Table("initialization", data, display, "Initialization: what each arm changes, and layer 1's products",
+                 notes, ["l", "l", "l", "l", "l", "r", "r", "r", "r"])
+
+
 def grid_table(runs: pd.DataFrame, baseline: str) -> Table | None:
     """The (alpha, beta) grid, one row per alpha setting and one column per beta setting, or None."""
     data = compare.grid(runs, baseline)
@@ -242,7 +282,8 @@ def build_all(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claims: S
     """Every table, in outputs.TABLES order, then the grid where there is one."""
     tables = [summary_table(runs, epochs, baseline, treatment),
               main_table(runs, baseline, claims, references, treatment), verdicts_table(runs, baseline, claims),
-              ablation_table(runs, baseline, treatment), time_table(runs, epochs, baseline, treatment, levels),
+              ablation_table(runs, baseline, treatment), initialization_table(runs, baseline, treatment),
+              time_table(runs, epochs, baseline, treatment, levels),
               references_table(references, [baseline, treatment])]
     grid = grid_table(runs, baseline)
     return tables + ([grid] if grid is not None else [])

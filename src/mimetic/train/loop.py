@@ -31,7 +31,7 @@ from mimetic.train import checkpoint as ckpt
 from mimetic.train.distributed import Dist, setup_distributed
 from mimetic.train.inputs import make_inputs
 from mimetic.provenance import device_name, environment
-from mimetic.train.models import build_model
+from mimetic.train.models import build_model, init_record
 from mimetic.train.recipe import TrainConfig
 
 
@@ -193,7 +193,11 @@ def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, chec
     if dist.main:
         _remove_stale_temporaries(out_dir, checkpoint)
     inputs = make_inputs(cfg, dev, dist)
-    net = build_model(cfg, num_classes=inputs.num_classes, in_chans=inputs.channels).to(dev)
+    net = build_model(cfg, num_classes=inputs.num_classes, in_chans=inputs.channels)
+    if dist.main:
+        io.write_json(out_dir / "init.json", init_record(cfg, net, num_classes=inputs.num_classes,
+                                                         in_chans=inputs.channels))
+    net = net.to(dev)
     model = net
     if dist.world > 1:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)

@@ -126,6 +126,28 @@ def build_model(cfg: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Modu
     return apply_init(model, cfg.init, seed=cfg.seed, **cfg.init_params)
 
 
+def init_record(cfg: TrainConfig, model: nn.Module, *, num_classes: int, in_chans: int) -> dict[str, Any]:
+    """What the run's init did (its init.json): per tensor part, whether it differs from the model's
+    own initialization for the same seed, and per layer the Q/K (mean over heads) and V/Proj
+    diagonal mean and mean |off-diagonal| at initialization. `model`: the run's model as built."""
+    import dataclasses
+
+    import torch
+
+    from mimetic.attention import INITS, attention_products, changed_parts, structure_metrics
+
+    with torch.random.fork_rng(devices=[]):  # the twin must not move the run's RNG
+        own = build_model(dataclasses.replace(cfg, init="default", init_params={}), num_classes=num_classes,
+                          in_chans=in_chans)
+    m = structure_metrics(attention_products(model))
+    stats = m.groupby(["layer", "product"])[["diag_mean", "offdiag_abs_mean"]].mean()
+    layers = [{"layer": int(layer), **{f"{p}_{k}": float(stats.loc[(layer, p), k]) for p in ("qk", "vo")
+                                       for k in ("diag_mean", "offdiag_abs_mean")}}
+              for layer in sorted(m["layer"].unique())]
+    return {"init": cfg.init, "init_params": cfg.init_params, "touches": list(INITS[cfg.init].touches),
+            "changed": changed_parts(model, own), "layers": layers}
+
+
 def run_model(summary: dict[str, Any], weights: str | os.PathLike, stage: str) -> nn.Module:
     """A finished run's model: stage "init" rebuilds the exact model it started from (same
     seed, same init), "final" loads the weights it ended with."""
