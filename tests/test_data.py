@@ -469,3 +469,23 @@ def test_the_data_stage_options_come_from_the_config_section():
     assert stage_files("imagenet")["test"] == "resources/data/imagenet/val.csv"
     assert stage_files("svhn") == {"train": "resources/data/svhn/train.npz", "test": "resources/data/svhn/test.npz",
                                    "meta": "resources/data/svhn/meta.json"}
+
+
+def test_the_digits_split_is_cached_identical_and_then_needs_no_scikit_learn(tmp_path):
+    """Importing scikit-learn costs a digits run about 3 s: the split is cached per version, and the
+    cached arrays are scikit-learn's, bit for bit."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    code = ("import sys, numpy as np; from mimetic.data.builtin import digits_split; s = digits_split(); "
+            "print(int('sklearn' in sys.modules)); np.savez(sys.argv[1], *s)")
+    first = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.npz")], env=env, capture_output=True,
+                           text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.npz")], env=env, capture_output=True,
+                            text=True, check=True)
+    assert (first.stdout.strip(), second.stdout.strip()) == ("1", "0")
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a.files)
+    assert [a[k].shape for k in a.files] == [(1437, 1, 8, 8), (1437,), (360, 1, 8, 8), (360,)]

@@ -10,7 +10,6 @@ files themselves were written.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -151,8 +150,7 @@ def timm_names() -> dict[str, list[str]]:
 
     from mimetic import io
 
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mimetic"
-    path = folder / f"timm-{version('timm')}-names.json"
+    path = io.cache_dir() / f"timm-{version('timm')}-names.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -49,6 +49,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def cache_dir() -> Path:
+    """The package's cache of things it derives from its dependencies (default ~/.cache/mimetic)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mimetic"
+
+
 def _write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     with atomic_path(path) as tmp:
         write(tmp)

@@ -146,6 +146,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: CosineLRScheduler
     checkpoint: Path | None
+    init_record: dict[str, Any]  # init.json: taken at set-up, from the model as initialized
 
     def save(self, progress: ckpt.Progress) -> None:
         if self.checkpoint and self.dist.main:
@@ -194,9 +195,7 @@ def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, chec
         _remove_stale_temporaries(out_dir, checkpoint)
     inputs = make_inputs(cfg, dev, dist)
     net = build_model(cfg, num_classes=inputs.num_classes, in_chans=inputs.channels)
-    if dist.main:
-        io.write_json(out_dir / "init.json", init_record(cfg, net, num_classes=inputs.num_classes,
-                                                         in_chans=inputs.channels))
+    record = init_record(cfg, net, num_classes=inputs.num_classes, in_chans=inputs.channels) if dist.main else {}
     net = net.to(dev)
     model = net
     if dist.world > 1:
@@ -205,7 +204,7 @@ def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, chec
         model = torch.compile(model)
     optimizer = build_optimizer(cfg, net, dev)
     return Run(cfg, dist, dev, inputs, net, model, optimizer, build_scheduler(cfg, optimizer, inputs.steps),
-               checkpoint)
+               checkpoint, record)
 
 
 def _epoch(run: Run, progress: ckpt.Progress, epoch: int, first: int) -> dict[str, Any]:
@@ -267,10 +266,11 @@ def _summary(run: Run, progress: ckpt.Progress, experiment: str | None, arm: str
 
 
 def _write_outputs(run: Run, out_dir: Path, progress: ckpt.Progress, summary: dict[str, Any]) -> None:
-    """metrics.csv, final.safetensors, then summary.json (its presence marks a finished run); the
-    checkpoint goes last."""
+    """metrics.csv, init.json, final.safetensors, then summary.json (its presence marks a finished
+    run); the checkpoint goes last."""
     cfg = run.cfg
     io.write_csv(out_dir / "metrics.csv", pd.DataFrame(progress.rows))
+    io.write_json(out_dir / "init.json", run.init_record)
     io.write_safetensors(out_dir / "final.safetensors", run.net.state_dict(),
                          metadata={"model": cfg.model, "init": cfg.init, "seed": str(cfg.seed)})
     io.write_json(out_dir / "summary.json", summary)
