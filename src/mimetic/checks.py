@@ -75,11 +75,12 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"experiments.{label}{'.' + key if key else ''}: {e}") from None
         run = TrainConfig(**values)
         for arm_label, arm in arms.items():  # what an arm's init needs of the recipe every arm shares
-            for key, value in INITS[arm["init"]].needs.items():
-                if getattr(run, key) != value:
-                    raise ConfigError(f"experiments.{label}.{key}: arm {arm_label!r} (init {arm['init']!r}) needs "
-                                      f"{key}: {value}, this experiment has {getattr(run, key)!r}; set it for the "
-                                      "experiment, so that every arm trains with it")
+            unmet = INITS[arm["init"]].unmet_need(run)
+            if unmet:
+                key, want, have = unmet
+                raise ConfigError(f"experiments.{label}.{key}: arm {arm_label!r} (init {arm['init']!r}) needs "
+                                  f"{key}: {want}, this experiment has {have!r}; set it for the experiment, so "
+                                  "that every arm trains with it")
         no_root = config["data"]["imagenet"]["root"] is None and not recipe.get("data_root")
         if recipe["dataset"] == "imagenet" and no_root:
             raise ConfigError(f"data.imagenet.root: experiments.{label} trains on ImageNet, which is never downloaded; "

@@ -63,6 +63,13 @@ class Init:
     def description(self) -> str:
         return " ".join((self.fn.__doc__ or "").split())
 
+    def unmet_need(self, recipe: Any) -> tuple[str, Any, Any] | None:
+        """(key, the value it needs, the recipe's) for the first recipe value it needs and lacks."""
+        for key, value in self.needs.items():
+            if getattr(recipe, key) != value:
+                return key, value, getattr(recipe, key)
+        return None
+
     def declares(self, part: str) -> bool:
         """Whether `part` (a parameter name, or `<attention layer>[q|k|v|proj]`) is one it may write."""
         for t in self.touches:

@@ -132,10 +132,11 @@ class TrainConfig:
         if self.randaugment:
             Policy.parse(self.randaugment)
         self.init_params = check_params(self.init, self.init_params)
-        for key, value in INITS[self.init].needs.items():
-            if getattr(self, key) != value:
-                raise ValueError(f"init {self.init!r} needs {key}: {value} (this recipe has {getattr(self, key)!r}): "
-                                 f"set it for the experiment, so that every arm trains with it")
+        unmet = INITS[self.init].unmet_need(self)
+        if unmet:
+            key, want, have = unmet
+            raise ValueError(f"init {self.init!r} needs {key}: {want} (this recipe has {have!r}): set it for the "
+                             "experiment, so that every arm trains with it")
         return self
 
     def flips(self, dataset_allows: bool) -> bool:
