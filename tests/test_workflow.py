@@ -354,7 +354,7 @@ def test_rules_call_the_package_one_way_and_quote_what_they_pass():
 def test_used_as_a_module_from_another_folder_every_successor_arm_to_the_report(tmp_path):
     """Snakemake's module system (as snakedeploy writes it), to the end, from another folder: the
     jobs run the clone's package even with another `mimetic` ahead on the caller's PYTHONPATH. The
-    config is config/successors_quick.yaml (every arm but weight selection, 2 seeds) at 1 epoch,
+    config is config/successors_quick.yaml (the arms of successors.yaml, 2 seeds) at 1 epoch,
     to the report: each run's init.json, the Initialization table with every arm."""
     other = tmp_path / "elsewhere/mimetic"
     other.mkdir(parents=True)
