@@ -62,9 +62,8 @@ def apply_init(model: nn.Module, init: str, *, seed: int | None = None, **params
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     before = {name: t.clone() for name, t in tensor_parts(model).items()}
     spec.fn(model, torch.Generator().manual_seed(seed), **full)
-    after = tensor_parts(model)
-    undeclared = [name for name, t in before.items()
-                  if not spec.declares(name) and not torch.equal(t, after[name])]
+    undeclared = [name for name, diff in _differing(before, tensor_parts(model)).items()
+                  if diff and not spec.declares(name)]
     if undeclared:
         raise RuntimeError(f"init {init!r} changed {undeclared[:5]}{' ...' if len(undeclared) > 5 else ''}, which "
                            f"it does not declare (touches: {list(spec.touches)}); fix the init or its declaration")
@@ -74,7 +73,10 @@ def apply_init(model: nn.Module, init: str, *, seed: int | None = None, **params
 def changed_parts(model: nn.Module, reference: nn.Module) -> dict[str, bool]:
     """Part name -> whether `model`'s differs from `reference`'s (the model's own initialization
     for the same seed): what a run's init.json records."""
+    return _differing(tensor_parts(reference), tensor_parts(model))
+
+
+def _differing(before: dict[str, Tensor], after: dict[str, Tensor]) -> dict[str, bool]:
     import torch
 
-    ref = tensor_parts(reference)
-    return {name: not torch.equal(t, ref[name]) for name, t in tensor_parts(model).items()}
+    return {name: not torch.equal(t, after[name]) for name, t in before.items()}
