@@ -1,5 +1,6 @@
 """Config mistakes are caught when Snakemake plans: non-zero dry run, in seconds, naming the key."""
 
+import os
 import subprocess
 import sys
 import time
@@ -28,12 +29,12 @@ experiments:
 """
 
 
-def dry_run(tmp_path: Path, text: str) -> tuple[subprocess.CompletedProcess, float]:
+def dry_run(tmp_path: Path, text: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
     (tmp_path / "config.yaml").write_text(text)
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
                            "--configfile", str(tmp_path / "config.yaml"), "-n", "--cores", "1"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
     return proc, time.monotonic() - start
 
 
@@ -100,3 +101,32 @@ def test_a_config_that_breaks_the_schema_gets_one_line_not_the_schema(tmp_path, 
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr
     assert line in output.splitlines() and len(output.splitlines()) < 10, output[-3000:]
+
+
+WEIGHT_SELECTION = edit("pos_embed", "learned").replace("mimetic: {init: mimetic}", "ws: {init: weight-selection}")
+
+
+@pytest.mark.parametrize("params, where, message", [
+    ("", None, "arms.ws.params.teacher: the teacher 'vit_small_patch16_224.augreg_in21k' is not in the hub cache"),
+    ("", "hub", None),  # in the hub cache: plans, and the run loads it from there
+    ("{file: teacher.safetensors}", None, "arms.ws.params.file: teacher checkpoint"),
+    ("{file: teacher.safetensors}", "file", None),
+])
+def test_weight_selection_plans_only_with_a_teacher_it_can_load(tmp_path, params, where, message):
+    """The teacher is a local file or in the hub's cache (or the hub is reachable: offline here)."""
+    hub = tmp_path / "hub"
+    if where == "hub":
+        snapshot = hub / "models--timm--vit_small_patch16_224.augreg_in21k/snapshots/0123abc"
+        snapshot.mkdir(parents=True)
+        (snapshot / "model.safetensors").write_bytes(b"")
+    if where == "file":
+        (tmp_path / "teacher.safetensors").write_bytes(b"")
+    text = WEIGHT_SELECTION.replace("{init: weight-selection}", "{init: weight-selection" +
+                                    (f", params: {params}}}" if params else "}"))
+    text = text.replace("teacher.safetensors", str(tmp_path / "teacher.safetensors"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
+    proc, _ = dry_run(tmp_path, text, env)
+    if message is None:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    else:
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]

@@ -136,7 +136,12 @@ def test_vo_diagonal_and_noise_scale(mimetic_vit):
 EXPECTED = {"default": set(), "mimetic": {"q", "k", "v", "proj"}, "mimetic-qk": {"q", "k"},
             "mimetic-vo": {"v", "proj"}, "identity": {"q", "k", "v", "proj"}, "identity-qk": {"q", "k"},
             "mimetic-mlp": {"q", "k", "v", "proj", "mlp.fc1.weight"},
-            "impulse": {"q", "k", "v", "proj", "pos_embed"}, "conditioned": {"q", "k", "v"}}
+            "impulse": {"q", "k", "v", "proj", "pos_embed"}, "conditioned": {"q", "k", "v"},
+            # every tensor but the head's (parts_changed's names: blocks' without their "blocks.i.")
+            "weight-selection": {"q", "k", "v", "proj", "attn.qkv.bias", "attn.proj.bias", "norm1.weight",
+                                 "norm1.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+                                 "mlp.fc2.weight", "mlp.fc2.bias", "cls_token", "pos_embed", "patch_embed.proj.weight",
+                                 "patch_embed.proj.bias", "norm.weight", "norm.bias"}}
 
 
 def parts_changed(model, base):
@@ -158,14 +163,26 @@ def test_every_init_is_listed_here():
     assert set(EXPECTED) == set(INITS)
 
 
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    from teacher import planted_teacher
+
+    path = tmp_path_factory.mktemp("teacher") / "vit_tiny.safetensors"
+    planted_teacher(path)
+    return str(path)
+
+
 @pytest.mark.parametrize("init", sorted(EXPECTED))
 @pytest.mark.parametrize("seed", [3, 4])
-def test_each_init_changes_exactly_what_it_declares(init, seed):
+def test_each_init_changes_exactly_what_it_declares(init, seed, teacher_file):
     """Fair by construction: for every init and seed, everything else equals the model's own init
     of that seed bit for bit (biases, norms, MLPs, embeddings, head), and the global RNG is untouched."""
+    from teacher import TEACHER
+
+    params = {"teacher": TEACHER, "file": teacher_file} if init == "weight-selection" else {}
     base = apply_init(vit(seed=seed, depth=2), "default", seed=seed)
     rng_after_base = torch.rand(3)
-    model = apply_init(vit(seed=seed, depth=2), init, seed=seed)
+    model = apply_init(vit(seed=seed, depth=2), init, seed=seed, **params)
     assert torch.equal(torch.rand(3), rng_after_base)
     assert parts_changed(model, base) == EXPECTED[init]  # apply_init refuses anything undeclared
 

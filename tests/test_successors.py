@@ -125,3 +125,75 @@ def test_mimetic_mlp_gives_the_first_mlp_layer_the_configured_mean(mean):
         w = b.mlp.fc1.weight.detach().double()
         assert w.mean().item() == pytest.approx(mean, abs=4 * 0.02 / math.sqrt(w.numel()))
         assert torch.equal(b.mlp.fc2.weight, b_own.mlp.fc2.weight) and torch.equal(b.mlp.fc1.bias, b_own.mlp.fc1.bias)
+
+
+@pytest.mark.parametrize("teacher, student", [(12, 4), (12, 12), (10, 4), (10, 3), (7, 3), (384, 192), (5, 1)])
+def test_weight_selection_indices_follow_the_rule(teacher, student):
+    """Every (T/s)-th index where s divides T, else round(linspace) from the first to the last."""
+    import numpy as np
+
+    from mimetic.attention._weight_selection import selected_indices
+
+    rule = (np.arange(student) * (teacher // student) if teacher % student == 0
+            else np.round(np.linspace(0, teacher - 1, student)))
+    assert selected_indices(teacher, student).tolist() == rule.astype(int).tolist()
+    with pytest.raises(ValueError, match="larger than the teacher's"):
+        selected_indices(student, teacher + 1)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    from teacher import planted_teacher
+
+    path = tmp_path_factory.mktemp("teacher") / "vit_tiny.safetensors"
+    return path, planted_teacher(path)
+
+
+def test_weight_selection_takes_exactly_the_named_elements_of_a_planted_teacher(teacher):
+    """vit_digits (96 wide, 4 blocks, MLP 192, 2 px patches, 1 channel, no class token) from
+    ViT-Tiny/16 (192, 12 blocks, MLP 768, 16 px, RGB, class token): every other row and column,
+    every 4th MLP row, block i from block i, the first channel, the kernel and grid resampled with
+    timm's helpers, the final norm into fc_norm, the head untouched."""
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+
+    from mimetic.train.models import build_vit
+    from teacher import TEACHER
+
+    path, t = teacher
+    torch.manual_seed(0)
+    own = build_vit("vit_digits", num_classes=10, in_chans=1).state_dict()
+    torch.manual_seed(0)
+    student = apply_init(build_vit("vit_digits", num_classes=10, in_chans=1), "weight-selection", seed=0,
+                         teacher=TEACHER, file=str(path))
+    s = student.state_dict()
+    for i in range(4):
+        b = f"blocks.{i}."
+        torch.testing.assert_close(s[b + "attn.qkv.weight"], t[b + "attn.qkv.weight"][::2, ::2], rtol=0, atol=0)
+        torch.testing.assert_close(s[b + "attn.qkv.bias"], t[b + "attn.qkv.bias"][::2], rtol=0, atol=0)
+        torch.testing.assert_close(s[b + "attn.proj.weight"], t[b + "attn.proj.weight"][::2, ::2], rtol=0, atol=0)
+        torch.testing.assert_close(s[b + "mlp.fc1.weight"], t[b + "mlp.fc1.weight"][::4, ::2], rtol=0, atol=0)
+        torch.testing.assert_close(s[b + "mlp.fc2.weight"], t[b + "mlp.fc2.weight"][::2, ::4], rtol=0, atol=0)
+        torch.testing.assert_close(s[b + "norm2.bias"], t[b + "norm2.bias"][::2], rtol=0, atol=0)
+    torch.testing.assert_close(s["fc_norm.weight"], t["norm.weight"][::2], rtol=0, atol=0)
+    kernel = resample_patch_embed(t["patch_embed.proj.weight"][::2, :1], [2, 2])
+    torch.testing.assert_close(s["patch_embed.proj.weight"], kernel, rtol=0, atol=0)
+    pos = resample_abs_pos_embed(t["pos_embed"][..., ::2], [4, 4], [14, 14], num_prefix_tokens=1)[:, 1:]
+    torch.testing.assert_close(s["pos_embed"], pos, rtol=0, atol=0)
+    assert torch.equal(s["head.weight"], own["head.weight"]) and torch.equal(s["head.bias"], own["head.bias"])
+
+
+def test_weight_selection_refuses_a_student_wider_than_its_teacher(teacher):
+    from mimetic.train.models import build_vit
+    from teacher import TEACHER
+
+    with pytest.raises(ValueError, match=r"weight selection, pos_embed: .* 384 is larger than the teacher.s 192"):
+        apply_init(build_vit("vit_small_patch16_224", num_classes=10), "weight-selection", teacher=TEACHER,
+                   file=str(teacher[0]))
+
+
+def test_weight_selection_from_a_file_of_another_architecture_says_so_in_one_line(teacher):
+    from mimetic.train.models import build_vit
+
+    with pytest.raises(ValueError, match=r"does not fit teacher='vit_small_patch16_224'.*size mismatch"):
+        apply_init(build_vit("vit_digits", num_classes=10, in_chans=1), "weight-selection",
+                   teacher="vit_small_patch16_224", file=str(teacher[0]))

@@ -63,9 +63,13 @@ def check(config: dict[str, Any]) -> None:
                           "gains are measured against")
     for label, arm in arms.items():
         try:
-            check_params(arm["init"], arm["params"])
+            params = check_params(arm["init"], arm["params"])
         except ValueError as e:
             raise ConfigError(f"arms.{label}.params: {e}") from None
+        preflight = INITS[arm["init"]].preflight  # what the init needs outside the config (a teacher's weights)
+        problem = preflight(params) if preflight else None
+        if problem:
+            raise ConfigError(f"arms.{label}.params.{problem[0]}: {problem[1]}")
     for label, recipe in experiments.items():
         values = {k: v for k, v in recipe.items() if k != "gpus"}
         try:

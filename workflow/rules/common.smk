@@ -31,6 +31,7 @@ shell.prefix(
 sys.path.insert(0, os.path.dirname(os.path.abspath(SOURCE)))
 try:
     from mimetic import checks
+    from mimetic.attention.init import init_files
     from mimetic.data import stage_args, stage_files
     from mimetic.report import claims, outputs
     from mimetic.train import recipe
@@ -154,6 +155,12 @@ def get_data(wildcards):
     if exp.get("data_root") or exp["dataset"] not in [*PREPARED_DATASETS, "imagenet"]:
         return []
     return list(stage_files(exp["dataset"]).values())
+
+
+def get_init_files(wildcards):
+    """The local files an arm's init reads (a weight-selection teacher): a new one retrains the arm."""
+    arm = config["arms"][wildcards.arm]
+    return init_files(arm["init"], arm["params"])
 
 
 def get_stage_args(wildcards):

@@ -1,6 +1,7 @@
 rule train_run:
     input:
         get_data,
+        get_init_files,
     output:
         metrics=f"{RUN}/metrics.csv",
         weights=f"{RUN}/final.safetensors",

@@ -24,8 +24,14 @@ class Param:
     minimum: float | None = None  # numbers: inclusive bounds
     maximum: float | None = None
     choices: tuple[str, ...] | None = None  # words: one of these
+    text: bool = False  # free text (a name, a path), or None
+    file: bool = False  # text naming a local file the init reads: an input of the runs
 
     def check(self, init: str, name: str, value: Any) -> None:
+        if self.text or self.file:
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"init {init!r}: {name}={value!r} must be a non-empty string or null")
+            return
         if self.choices is not None:
             if value not in self.choices:
                 raise ValueError(f"init {init!r}: {name}={value!r}; choose one of {self.choices}")
@@ -38,6 +44,8 @@ class Param:
             raise ValueError(f"init {init!r}: {name}={value!r} must be {bounds}")
 
     def schema(self) -> dict[str, Any]:
+        if self.text or self.file:
+            return {"type": ["string", "null"], "minLength": 1}
         if self.choices is not None:
             return {"enum": list(self.choices)}
         prop: dict[str, Any] = {"type": "number"}
@@ -58,6 +66,8 @@ class Init:
     params: Mapping[str, Param] = field(default_factory=dict)
     source: str = ""
     needs: Mapping[str, Any] = field(default_factory=dict)  # recipe key -> the value it must have
+    # A check of the full params at planning, without torch: (param, what is wrong) or None.
+    preflight: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
 
     @property
     def description(self) -> str:
@@ -85,10 +95,12 @@ INITS: Registry[Init] = Registry("init")
 
 
 def register_init(name: str, *, touches: Sequence[str], params: Mapping[str, Param] | None = None,
-                  source: str = "", needs: Mapping[str, Any] | None = None
+                  source: str = "", needs: Mapping[str, Any] | None = None,
+                  preflight: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
                   ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def add(fn: Callable[..., None]) -> Callable[..., None]:
-        INITS.register(name)(Init(name, fn, tuple(touches), dict(params or {}), source, dict(needs or {})))
+        INITS.register(name)(Init(name, fn, tuple(touches), dict(params or {}), source, dict(needs or {}),
+                                  preflight))
         return fn
 
     return add
@@ -97,6 +109,12 @@ def register_init(name: str, *, touches: Sequence[str], params: Mapping[str, Par
 def init_params(init: str) -> dict[str, object]:
     """The parameters `init` takes, with their defaults."""
     return {n: p.default for n, p in INITS.lookup(init).params.items()}
+
+
+def init_files(init: str, params: dict[str, object]) -> list[str]:
+    """The local files `init` reads with `params` (a teacher checkpoint): the runs' inputs."""
+    spec = INITS.lookup(init).params
+    return [str(value) for name, value in params.items() if spec[name].file and value is not None]
 
 
 def check_params(init: str, params: dict[str, object]) -> dict[str, object]:

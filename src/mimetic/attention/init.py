@@ -11,9 +11,9 @@ An init is registered with `@register_init(name, touches=..., params=...)`:
 `apply_init` runs it on a model that holds the model's own initialization and then compares every
 tensor part with what it was: a change to a part the init did not declare stops the run naming
 that part (a fair comparison means the arms differ in what they declare, and nothing else). The
-constructions live in `_mimetic` (mimetic, its ablations, the identity controls, the MLP mean) and
-`_successors` (impulse, conditioned), the registry in `_spec`; importing this module registers
-them, without torch.
+constructions live in `_mimetic` (mimetic, its ablations, the identity controls, the MLP mean),
+`_successors` (impulse, conditioned) and `_weight_selection` (a teacher's weights), the registry
+in `_spec`; importing this module registers them, without torch.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 # The registry and the constructions, which register themselves on import (without torch).
-from mimetic.attention import _mimetic, _successors  # noqa: F401
-from mimetic.attention._spec import ATTENTION_PARTS, INITS, NOISE, Init, Param, check_params, init_params, register_init
+from mimetic.attention import _mimetic, _successors, _weight_selection  # noqa: F401
+from mimetic.attention._spec import (ATTENTION_PARTS, INITS, NOISE, Init, Param, check_params, init_files, init_params,
+                                     register_init)
 
 if TYPE_CHECKING:  # torch on first use: the workflow's config check reads the registry only
     from torch import Tensor, nn
 
 __all__ = ["ATTENTION_PARTS", "INITS", "NOISE", "Init", "Param", "apply_init", "changed_parts", "check_params",
-           "init_params", "register_init", "tensor_parts"]
+           "init_files", "init_params", "register_init", "tensor_parts"]
 
 def tensor_parts(model: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer of `model` by name, the attention layers' split into their q, k,
