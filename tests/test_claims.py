@@ -23,8 +23,16 @@ def write(tmp_path, name, doc):
 
 def test_shipped_claims():
     claims = {c.id: c for c in load_claims(REPO / "config" / "claims.yaml", CLAIMS_SCHEMA)}
-    assert {(c.experiment, c.gain) for c in claims.values()} == {("cifar10", 5), ("imagenet", 4), ("cifar10", 6)}
-    assert all(c.baseline == "default" and c.treatment == "mimetic" for c in claims.values())
+    mimetic = {k: c for k, c in claims.items() if k.startswith("trockman")}
+    assert {(c.experiment, c.gain) for c in mimetic.values()} == {("cifar10", 5), ("imagenet", 4), ("cifar10", 6)}
+    assert all(c.baseline == "default" and c.treatment == "mimetic" for c in mimetic.values())
+    # The successors' over mimetic: each gain the difference of the published means it cites
+    refs = {r.id: r for r in load_references(REPO / "config" / "references.yaml", REFERENCES_SCHEMA)}
+    for claim, ref in [("zheng2025-cifar10-impulse", "zheng2025-cifar10"), ("zheng2025-cifar100-impulse",
+                       "zheng2025-cifar100"), ("saratchandran2026-imagenet-conditioned", "saratchandran2026-imagenet")]:
+        c, arms = claims[claim], refs[ref].arms
+        assert (c.baseline, c.experiment) == ("mimetic", refs[ref].experiment) and ref in c.note
+        assert c.gain == pytest.approx(arms[c.treatment].mean - arms[c.baseline].mean)
     assert all(c.metric == "final_test_acc" for c in claims.values())  # the schema's default, filled in
     assert "over 5% and 4%" in claims["trockman2023-cifar10"].quote
     assert "ResNet-style" in claims["trockman2023-imagenet"].note
@@ -40,9 +48,15 @@ def test_shipped_references_are_third_party_with_sources():
     assert (cs.arms["mimetic"].mean, cs.arms["mimetic"].sd) == (90.92, 0.46)
     assert refs["zheng2025-cifar100"].arms["mimetic"].mean == 74.59
     assert "timm" in refs["zheng2025-cifar10"].note
-    assert {r.experiment for r in refs.values() if r.id.startswith("zheng2024")} == {
-        "cifar10", "cifar100", "svhn", "imagenet"}
-    assert "default" not in refs["zheng2024-svhn"].arms and refs["zheng2024-svhn"].arms["mimetic"].sd is None
+    assert {r.experiment for r in refs.values() if r.id.startswith("zheng2024")} == {"cifar10", "cifar100", "imagenet"}
+    assert "default" not in refs["zheng2024-imagenet"].arms and refs["zheng2024-imagenet"].arms["mimetic"].sd is None
+    # The successors' own numbers, each read from a copy of it but for the authors' README
+    assert refs["zheng2025-cifar10"].arms["impulse"].mean == 94.60
+    assert refs["zheng2024-cifar10"].arms["impulse"].mean == 91.62 and "impulse" not in refs["zheng2024-cifar100"].arms
+    assert [refs["saratchandran2026-imagenet"].arms[a].mean for a in ("default", "mimetic", "conditioned")] == [
+        80.3, 80.5, 81.5]
+    assert refs["xu2024-cifar100"].arms["weight-selection"].mean == 81.4
+    assert {r.id for r in refs.values() if not r.secondary} == {"cs5782-cifar10", "xu2024-cifar100", "xu2024-imagenet"}
 
 
 def test_user_claim_defaults(tmp_path):

@@ -131,8 +131,9 @@ def test_verdicts_table_quotes_sources(records):
 
 
 def test_verdicts_table_prints_a_shared_quote_once(records):
-    """The shipped claims quote the abstract's one sentence twice (CIFAR-10, ImageNet): it is in
-    the notes once, and both claims point at it."""
+    """The shipped claims quote the abstract's one sentence twice (CIFAR-10, ImageNet), as the
+    impulse claims quote theirs (CIFAR-10, CIFAR-100): each is in the notes once, and both claims
+    point at it."""
     from mimetic.report.claims import load_claims
 
     runs, _ = records
@@ -144,7 +145,7 @@ def test_verdicts_table_prints_a_shared_quote_once(records):
         "trockman2025-thesis-cifar10"]
     abstract = next(c.quote for c in claims if c.id == "trockman2023-cifar10")
     assert sum(abstract in note for note in t.notes) == 1
-    assert len(set(t.data["quote"])) == len(set(t.display["source"])) == 2
+    assert len(set(t.data["quote"])) == len(set(t.display["source"])) == 4  # two quoted twice, two once
 
 
 def test_ablation_every_arm_paired(records):
@@ -348,6 +349,9 @@ def test_shipped_claims_and_references_render(records):
         check_latex(render.latex(t), len(t.display.columns))
     main = tables.main_table(runs, "default", claims, refs).data.set_index("claim")
     assert main.loc["trockman2023-imagenet", "verdict"] == "not run"
+    assert main.loc["zheng2025-cifar10-impulse", "verdict"] == "not run"  # no impulse arm in these records
+    origin = tables.references_table(refs).display.set_index("id")["origin"]
+    assert origin["zheng2025-cifar10"] == "third party, secondary" and origin["xu2024-cifar100"] == "third party"
     lo, hi = t_ci(np.array(data.FINAL["cifar10"]["mimetic"]) - np.array(data.FINAL["cifar10"]["default"]))
     assert lo > 0 and 6 <= hi < 8
     assert main.loc["trockman2023-cifar10", "verdict"] == "reproduced"

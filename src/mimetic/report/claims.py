@@ -54,6 +54,7 @@ class Reference:
     arms: dict[str, Accuracy] = field(default_factory=dict)
     url: str | None = None
     note: str | None = None
+    secondary: bool = False  # read from someone else's copy (a chart, a digest), not the authors' own
 
 
 def _read_yaml(path: Path) -> Any:

@@ -78,7 +78,7 @@ def published(references: Sequence[Reference], experiment: str, arms: Sequence[s
     for r in references:
         if r.experiment != experiment:
             continue
-        own = ", paper's own" if r.origin == "paper" else ""
+        own = (", paper's own" if r.origin == "paper" else "") + (", secondary" if r.secondary else "")
         parts = []
         for arm in arms:
             a = r.arms.get(arm)

@@ -263,7 +263,8 @@ def references_table(references: Sequence[Reference], arms: Sequence[str] = ("de
     arms = list(dict.fromkeys([*arms, *data["arm"]]))
     rows = []
     for r in references:
-        rows.append({"id": r.id, "origin": r.origin.replace("_", " "), "experiment": r.experiment,
+        origin = r.origin.replace("_", " ") + (", secondary" if r.secondary else "")
+        rows.append({"id": r.id, "origin": origin, "experiment": r.experiment,
                      "setting": r.setting,
                      **{f"{a} (%)": mean_sd(r.arms[a].mean, r.arms[a].sd, r.arms[a].n) if a in r.arms else DASH
                         for a in arms},
@@ -271,7 +272,8 @@ def references_table(references: Sequence[Reference], arms: Sequence[str] = ("de
     cols = ["id", "origin", "experiment", "setting", *[f"{a} (%)" for a in arms], "source", "note"]
     display = pd.DataFrame(rows, columns=cols)
     notes = ["Top-1 test accuracy (%) as published: mean ± sd (n runs) where the source gives them. Settings differ "
-             "from ours; these numbers are context and never enter our statistics."]
+             "from ours; these numbers are context and never enter our statistics. Secondary: read from someone "
+             "else's copy of the number (a chart, a digest, a review), not from the authors' own paper or code."]
     return Table("references", data, display, "Published results of others", notes,
                  ["l", "l", "l", "p{3.2cm}"] + ["r"] * len(arms) + ["p{4.5cm}", "p{4cm}"])
 
