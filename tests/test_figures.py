@@ -167,3 +167,34 @@ def test_structure_profile_draws_each_arm_in_its_colour_init_dashed(monkeypatch,
         want = colors[arm_of[label]] if label in arm_of else mcolors.to_hex("0.35")
         assert mcolors.to_hex(handle.get_color()) == want, label
         assert (handle.get_linestyle() != "-") == label.endswith("init"), label
+
+
+def test_arm_ranking_orders_every_arm_by_its_paired_gain(records, figures, tmp_path):
+    """Per experiment, every arm but the baseline, best on top, its 95% t-interval and mean
+    recomputed here from the runs (scipy), in its arm colour."""
+    import numpy as np
+    from scipy import stats as st
+
+    runs, _ = records
+    colors = plots.arm_colors(runs["arm"].unique())
+    plots.arm_ranking(runs, tmp_path / "r.png")
+    (fig,) = figures
+    for ax in fig.axes:
+        exp = ax.get_title()
+        part = runs[runs["experiment"] == exp].pivot(index="seed", columns="arm", values="final_test_acc")
+        gains = {a: (part[a] - part["default"]).dropna() for a in part.columns if a != "default"}
+        want = sorted(gains, key=lambda a: gains[a].mean())  # bottom to top
+        got = [t.get_text().split(" (n=")[0] for t in ax.get_yticklabels()]
+        assert got == want, exp
+        for y, arm in enumerate(want):
+            g = gains[arm].to_numpy()
+            (mean,) = [ln for ln in ax.lines if ln.get_marker() == "o" and ln.get_ydata()[0] == y]
+            assert mean.get_xdata()[0] == pytest.approx(g.mean())
+            assert mcolors.to_hex(mean.get_color()) == colors[arm]
+            bars = [ln for ln in ax.lines if ln.get_marker() in ("None", "", None) and list(ln.get_ydata()) == [y, y]]
+            if len(g) >= 2:
+                half = st.t.ppf(0.975, len(g) - 1) * g.std(ddof=1) / np.sqrt(len(g))
+                np.testing.assert_allclose(bars[0].get_xdata(), [g.mean() - half, g.mean() + half])
+            else:
+                assert not bars
+    assert "gain over default" in fig.axes[0].get_xlabel()

@@ -192,6 +192,43 @@ def gain_forest(runs: pd.DataFrame, claims: Sequence[Claim], out: Outputs, basel
         save(fig, out)
 
 
+def arm_ranking(runs: pd.DataFrame, out: Outputs, baseline: str = "default", treatment: str = compare.TREATMENT,
+                colors: dict[str, str] | None = None, metric: str = compare.METRIC) -> None:
+    """Which init wins here: per experiment (one panel each, own x scale) every arm but the
+    baseline, ranked by its mean gain over the baseline paired by seed (best on top), with its 95%
+    t-interval and every seed's gain. An arm without two pairs has no interval and ranks last."""
+    with paper_look():
+        colors = colors or arm_colors(runs["arm"].unique(), baseline, treatment)
+        abl = compare.ablation(runs, baseline, treatment, metric)
+        abl = abl[abl["arm"] != baseline]
+        experiments = sorted(abl["experiment"].unique()) or sorted(runs["experiment"].unique())
+        rows = max([1, *(int((abl["experiment"] == e).sum()) for e in experiments)])
+        fig, axes = plt.subplots(1, len(experiments), squeeze=False, layout="constrained",
+                                 figsize=(4.3 * len(experiments) + 1.2, 0.48 * rows + 1.6))
+        for ax, exp in zip(axes[0], experiments):
+            part = abl[abl["experiment"] == exp].sort_values("gain_mean", na_position="first", kind="stable")
+            for y, r in enumerate(part.to_dict("records")):
+                color = colors.get(r["arm"], "0.4")
+                gains = (compare.values(runs, exp, r["arm"], metric) - compare.values(runs, exp, baseline, metric))
+                ax.scatter(gains.dropna(), np.full(gains.notna().sum(), y + 0.2), s=12, color=color, alpha=0.55,
+                           edgecolor="none", zorder=3)
+                if not np.isnan(r["gain_t_lo"]):
+                    ax.plot([r["gain_t_lo"], r["gain_t_hi"]], [y, y], color=color, lw=2.6, solid_capstyle="butt",
+                            zorder=3)
+                if not np.isnan(r["gain_mean"]):
+                    ax.plot(r["gain_mean"], y, "o", color=color, markersize=7, markeredgecolor="black",
+                            markeredgewidth=0.6, zorder=4)
+            ax.axvline(0, color="0.3", lw=0.9, ls="--", zorder=1)
+            ax.set_yticks(range(len(part)), [f"{a} (n={int(n)})" for a, n in zip(part["arm"], part["gain_n"])])
+            ax.set_ylim(-0.6, max(len(part), 1) - 0.4)
+            ax.set_title(exp)
+            ax.set_xlabel(f"gain over {baseline} (points), paired by seed")
+            ax.grid(axis="y", visible=False)
+        unit = "final test accuracy" if metric == "final_test_acc" else metric
+        fig.suptitle(f"Arms ranked by mean gain in {unit}: mean and 95% t-interval, dots = seeds", fontsize=11)
+        save(fig, out)
+
+
 def _n_label(runs: pd.DataFrame, experiment: str) -> str:
     """'n=5 per arm', or each arm's n where they differ."""
     n = runs[runs["experiment"] == experiment].groupby("arm")["seed"].nunique()
@@ -336,6 +373,7 @@ def paper_figures(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, claim
     learning_curves(epochs, files("test_accuracy"), baseline=baseline, colors=colors)
     final_accuracy(runs, files("final_accuracy"), baseline, treatment, colors)
     gain_forest(runs, claims, files("gain_forest"), baseline, treatment, colors)
+    arm_ranking(runs, files("arm_ranking"), baseline, treatment, colors)
     time_to_accuracy(runs, epochs, files("time_to_accuracy"), baseline, treatment, levels, colors)
     if grid:
         grid_heatmap(runs, files(outputs.GRID_FIGURE), baseline)
