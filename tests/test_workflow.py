@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from mimetic.data.core import STREAMED
 from mimetic.attention.init import INITS, NOISE, init_params
 from mimetic.train.models import MODELS, POOLS, POS_EMBEDS
 from mimetic.train.recipe import DECODES, FLIPS, INTERPOLATIONS, TrainConfig
+from teacher import TEACHER
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
@@ -33,6 +35,13 @@ TINY = {
     "experiments": {"digits": {"dataset": "digits", "model": "vit_digits", "epochs": 2, "batch_size": 256,
                                "warmup_epochs": 1, "lr": 0.002, "gpus": 0}},
 }
+# The trained pipeline: config/successors_quick.yaml (every arm of successors.yaml, 2 seeds) at 2
+# epochs, and weight selection from a planted teacher (tests/teacher.py), a file in its folder.
+PIPELINE = yaml.safe_load((REPO / "config/successors_quick.yaml").read_text())
+PIPELINE["experiments"]["digits"]["epochs"] = 2
+PIPELINE["arms"]["weight-selection"] = {"init": "weight-selection",
+                                        "params": {"teacher": TEACHER, "file": "teacher.safetensors"}}
+ARMS = list(PIPELINE["arms"])
 
 
 def snakemake(workdir: Path, config: dict, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -43,22 +52,25 @@ def snakemake(workdir: Path, config: dict, *args: str, env: dict | None = None) 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
+    from teacher import planted_teacher
+
     work = tmp_path_factory.mktemp("pipeline")
-    proc = snakemake(work, TINY, "--cores", "2")
+    planted_teacher(work / "teacher.safetensors")
+    proc = snakemake(work, PIPELINE, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work
 
 
 def test_dag_trains_every_run_and_aggregates_them(pipeline):
     runs = pd.read_csv(pipeline / "results/tables/runs.csv")
-    assert sorted(zip(runs["arm"], runs["seed"])) == [("default", 0), ("default", 1), ("mimetic", 0), ("mimetic", 1)]
+    assert sorted(zip(runs["arm"], runs["seed"])) == sorted((arm, seed) for arm in ARMS for seed in (0, 1))
     for run in runs.itertuples():
         folder = pipeline / f"results/runs/digits/{run.arm}/seed{run.seed}"
         summary = json.loads((folder / "summary.json").read_text())
         assert (summary["experiment"], summary["arm"], summary["seed"]) == ("digits", run.arm, run.seed)
         assert summary["init"] == run.init == run.arm
-        assert summary["config"]["epochs"] == 2 and summary["config"]["lr"] == 0.002
-        assert summary["config"]["opt_eps"] == 0.001  # a schema default reached the run
+        assert summary["config"]["epochs"] == 2 and summary["config"]["lr"] == 0.001
+        assert summary["config"]["drop_path"] == 0.0  # a schema default reached the run
         metrics = pd.read_csv(folder / "metrics.csv")
         assert metrics["epoch"].tolist() == [1, 2]
         assert metrics["test_acc"].iloc[-1] == pytest.approx(run.final_test_acc)
@@ -66,7 +78,7 @@ def test_dag_trains_every_run_and_aggregates_them(pipeline):
     assert not (pipeline / "results/checkpoints/digits/default/seed0.pt").exists()
 
     summary = pd.read_csv(pipeline / "results/tables/summary.csv").set_index("arm")
-    for arm in ("default", "mimetic"):
+    for arm in ARMS:
         accs = runs[runs["arm"] == arm].set_index("seed")["final_test_acc"]
         assert summary.loc[arm, "n"] == 2
         assert summary.loc[arm, "mean"] == pytest.approx(accs.mean())
@@ -77,7 +89,33 @@ def test_dag_trains_every_run_and_aggregates_them(pipeline):
     assert "| digits | mimetic | 2 (0 1) |" in (pipeline / "results/tables/summary.md").read_text()
 
     epochs = pd.read_csv(pipeline / "results/tables/epochs.csv")
-    assert len(epochs) == 4 * 2
+    assert len(epochs) == len(ARMS) * 2 * 2
+
+
+def test_every_arm_writes_what_its_init_changed_and_the_report_tables_it(pipeline, monkeypatch):
+    """Each run's init.json, recomputed here from the run's own weights at init (rebuilt from its
+    summary, as the structure figures do); the Initialization table and the ranking figure hold
+    every arm."""
+    import torch
+
+    from mimetic.attention import attention_products
+    from mimetic.train.models import run_model
+
+    monkeypatch.chdir(pipeline)  # the teacher's path is relative to the workflow's folder
+    table = pd.read_csv(pipeline / "results/tables/initialization.csv").set_index("arm")
+    assert set(table.index) == set(ARMS) and (table["n"] == 2).all()
+    assert table.loc["impulse", "touches"] == "q k v proj pos_embed" and table.loc["default", "touches"] == "nothing"
+    assert "blocks" in table.loc["weight-selection", "touches"]  # every weight, not only attention
+    for arm in ARMS:
+        folder = pipeline / f"results/runs/digits/{arm}/seed0"
+        record = json.loads((folder / "init.json").read_text())
+        assert any(record["changed"].values()) == (arm != "default"), arm
+        model = run_model(json.loads((folder / "summary.json").read_text()), folder / "final.safetensors", "init")
+        qk = attention_products(model)["qk"].double()  # (layer, head, d, d)
+        first = next(r for r in record["layers"] if r["layer"] == 0)
+        assert first["qk_diag_mean"] == pytest.approx(torch.diagonal(qk[0], dim1=-2, dim2=-1).mean().item(), abs=1e-6)
+    assert "Initialization" in (pipeline / "results/tables/initialization.md").read_text()
+    assert (pipeline / "results/figures/arm_ranking.png").stat().st_size > 10_000
 
 
 def test_figure_is_a_real_png_and_pdf(pipeline):
@@ -87,7 +125,7 @@ def test_figure_is_a_real_png_and_pdf(pipeline):
 
 
 def test_a_finished_pipeline_has_nothing_left_to_do(pipeline):
-    proc = snakemake(pipeline, TINY, "-n", "--cores", "1")
+    proc = snakemake(pipeline, PIPELINE, "-n", "--cores", "1")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -104,7 +142,7 @@ def reordered(config: dict) -> dict:
     {"eval_batch_size": 64, "checkpoint_every": 2, "accum_steps": 2, "compile": True, "gpus": 0},
 ])
 def test_reordered_keys_and_execution_keys_retrain_nothing(pipeline, execution):
-    config = json.loads(json.dumps(TINY))
+    config = json.loads(json.dumps(PIPELINE))
     config["experiments"]["digits"].update(execution)
     proc = snakemake(pipeline, reordered(config), "-n", "--cores", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -117,20 +155,34 @@ def test_reordered_keys_and_execution_keys_retrain_nothing(pipeline, execution):
 def test_the_tracked_recipe_lists_only_what_differs_from_the_trainers_defaults(pipeline):
     """So a recipe key added to the trainer later, at a default that keeps what runs compute,
     re-runs no finished run; summary.json still records every key."""
-    proc = snakemake(pipeline, TINY, "-n", "--cores", "1", "-p", "--forcerun", "train_run")
+    proc = snakemake(pipeline, PIPELINE, "-n", "--cores", "1", "-p", "--forcerun", "train_run")
     recipes = {r["init"]: r for r in map(json.loads, re.findall(r"--recipe '(\{.*?\})'", proc.stdout))}
-    assert recipes["default"] == {"batch_size": 256, "dataset": "digits", "epochs": 2, "init": "default",
-                                  "init_params": {}, "lr": 0.002, "model": "vit_digits", "warmup_epochs": 1}
-    assert set(recipes) == {"default", "mimetic"}
+    assert recipes["default"] == {"batch_size": 128, "clip_grad": 1.0, "crop_padding": 1, "dataset": "digits",
+                                  "epochs": 2, "init": "default", "init_params": {}, "label_smoothing": 0.1,
+                                  "model": "vit_digits", "opt_eps": 1e-08, "pos_embed": "learned",
+                                  "warmup_epochs": 1, "weight_decay": 0.05}  # lr 0.001 is the trainer's
+    assert set(recipes) == set(ARMS)
     summary = json.loads((pipeline / "results/runs/digits/default/seed0/summary.json").read_text())
     assert set(summary["config"]) == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def test_a_recipe_change_retrains_every_run_of_it(pipeline):
-    config = json.loads(json.dumps(TINY))
-    config["experiments"]["digits"]["lr"] = 0.001
+    config = json.loads(json.dumps(PIPELINE))
+    config["experiments"]["digits"]["lr"] = 0.002
     proc = snakemake(pipeline, config, "-n", "--cores", "1")
-    assert re.search(r"^train_run\s+4$", proc.stdout, re.M), proc.stdout[-3000:]
+    assert re.search(rf"^train_run\s+{2 * len(ARMS)}$", proc.stdout, re.M), proc.stdout[-3000:]
+
+
+def test_a_new_teacher_file_retrains_only_the_arm_that_reads_it(pipeline):
+    teacher = pipeline / "teacher.safetensors"
+    stat = teacher.stat()
+    try:
+        os.utime(teacher, ns=(stat.st_atime_ns, time.time_ns() + 10**10))  # newer than the runs made from it
+        proc = snakemake(pipeline, PIPELINE, "-n", "--cores", "1")
+    finally:
+        os.utime(teacher, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert re.search(r"^train_run\s+2$", proc.stdout, re.M), proc.stdout[-3000:]
+    assert set(re.findall(r"arm=([\w.-]+), seed=\d", proc.stdout)) == {"weight-selection"}
 
 
 @pytest.mark.parametrize("module, redrawn", [("report/figures.py", "paper_figures"),
@@ -141,7 +193,7 @@ def test_editing_a_figure_or_table_module_remakes_only_what_it_draws(pipeline, m
     original = code.read_bytes()
     try:
         code.write_bytes(original + b"\n# an edit\n")
-        proc = snakemake(pipeline, TINY, "-n", "--cores", "1")
+        proc = snakemake(pipeline, PIPELINE, "-n", "--cores", "1")
     finally:
         code.write_bytes(original)  # same content as recorded: nothing to redo afterwards
     planned = set(re.findall(r"^(\w+)\s+\d+$", proc.stdout, re.M)) - {"total", "all"}
@@ -150,7 +202,7 @@ def test_editing_a_figure_or_table_module_remakes_only_what_it_draws(pipeline, m
 
 @pytest.mark.parametrize("target", ["all", "train", "tables", "figures", "report", "pretrained"])
 def test_named_targets_exist_and_are_built(pipeline, target):
-    proc = snakemake(pipeline, TINY, "-n", "--cores", "1", target)
+    proc = snakemake(pipeline, PIPELINE, "-n", "--cores", "1", target)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # Nothing to do but, for `pretrained` (no models configured here), the empty target itself.
     planned = re.findall(r"^(\w+)\s+\d+$", proc.stdout, re.M)
@@ -158,7 +210,7 @@ def test_named_targets_exist_and_are_built(pipeline, target):
 
 
 def test_report_of_a_finished_run_builds(pipeline):
-    proc = snakemake(pipeline, TINY, "--cores", "1", "--report", str(pipeline / "report.html"))
+    proc = snakemake(pipeline, PIPELINE, "--cores", "1", "--report", str(pipeline / "report.html"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (pipeline / "report.html").stat().st_size > 100_000
     # The landing page shows the verdicts table (workflow/report/workflow.rst reads it in).
@@ -351,15 +403,13 @@ def test_rules_call_the_package_one_way_and_quote_what_they_pass():
                 assert quoted or name in UNQUOTED, (rules.name, name)
 
 
-def test_used_as_a_module_from_another_folder_every_successor_arm_to_the_report(tmp_path):
+def test_used_as_a_module_from_another_folder(tmp_path):
     """Snakemake's module system (as snakedeploy writes it), to the end, from another folder: the
-    jobs run the clone's package even with another `mimetic` ahead on the caller's PYTHONPATH. The
-    config is config/successors_quick.yaml (the arms of successors.yaml, 2 seeds) at 1 epoch,
-    to the report: each run's init.json, the Initialization table with every arm."""
+    jobs run the clone's package even with another `mimetic` ahead on the caller's PYTHONPATH."""
     other = tmp_path / "elsewhere/mimetic"
     other.mkdir(parents=True)
     (other / "__init__.py").write_text("raise SystemExit('another mimetic was imported')\n")
-    config = yaml.safe_load((REPO / "config/successors_quick.yaml").read_text())
+    config = {**json.loads(json.dumps(TINY)), "seeds": [0]}
     config["experiments"]["digits"]["epochs"] = 1
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "Snakefile").write_text(textwrap.dedent(f"""\
@@ -371,18 +421,16 @@ def test_used_as_a_module_from_another_folder_every_successor_arm_to_the_report(
 
         use rule * from mimetic as mimetic_*
         """))
-    # Everything the report shows (its page is built from the same files in test_report_of_a_finished_run_builds).
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "mimetic_report"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=900, env={**ENV, "PYTHONPATH": str(other.parent)})
+    def snakemake_here(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=900, env={**ENV, "PYTHONPATH": str(other.parent)})
+
+    # Every rule plans; the runs and their tables are made (every arm to the report: the pipeline fixture).
+    proc = snakemake_here("mimetic_tables")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "results/figures/structure_digits.png").is_file()
-    table = pd.read_csv(tmp_path / "results/tables/initialization.csv").set_index("arm")
-    assert set(table.index) == set(config["arms"]) and (table["n"] == 2).all()
-    assert table.loc["impulse", "touches"] == "q k v proj pos_embed" and table.loc["default", "touches"] == "nothing"
-    for arm in config["arms"]:
-        record = json.loads((tmp_path / f"results/runs/digits/{arm}/seed0/init.json").read_text())
-        assert any(record["changed"].values()) == (arm != "default"), arm
-    assert "Initialization" in (tmp_path / "results/tables/initialization.md").read_text()
+    assert set(pd.read_csv(tmp_path / "results/tables/runs.csv")["arm"]) == {"default", "mimetic"}
+    proc = snakemake_here("-n")
+    assert proc.returncode == 0 and "mimetic_paper_figures" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_ci_runs_the_readme_quickstart_then_report_from_the_readme_install_alone():
