@@ -418,3 +418,19 @@ def test_write_all_writes_exactly_the_files_it_is_given(records, tmp_path):
     del files["main.tex"]
     with pytest.raises(ValueError, match=r"no output file given for \['main.tex'\]"):
         tables.write_all(runs, epochs, "default", data.CLAIMS, data.REFERENCES, files)
+
+
+def test_initialization_table_says_what_each_arm_writes_beyond_attention():
+    from mimetic.report.records import INIT_STATS
+
+    touches = {"default": "", "mimetic": "q k v proj", "impulse": "q k v proj pos_embed",
+               "weight-selection": r"q k v proj patch_embed\..* pos_embed blocks\.\d+\..*"}
+    runs = pd.DataFrame([{"experiment": "digits", "arm": arm, "seed": seed, "init": arm, "final_test_acc": 50.0 + seed,
+                          "touches": t or "nothing", **{f"init_{k}": 0.1 * seed for k in INIT_STATS}}
+                         for arm, t in touches.items() for seed in (0, 1)])
+    t = tables.initialization_table(runs, "default")
+    shown = t.display.set_index("arm")["touches"]
+    assert shown["weight-selection"] == "q k v proj patch_embed.* pos_embed blocks.N.*" and shown["default"] == "nothing"
+    assert t.notes[-1] == ("Beyond attention: impulse also writes pos_embed; weight-selection also writes "
+                           "patch_embed.* pos_embed blocks.N.*.")
+    assert t.data.set_index("arm").loc["mimetic", "qk_diag_mean"] == pytest.approx(0.05)

@@ -114,7 +114,8 @@ def test_every_arm_writes_what_its_init_changed_and_the_report_tables_it(pipelin
         qk = attention_products(model)["qk"].double()  # (layer, head, d, d)
         first = next(r for r in record["layers"] if r["layer"] == 0)
         assert first["qk_diag_mean"] == pytest.approx(torch.diagonal(qk[0], dim1=-2, dim2=-1).mean().item(), abs=1e-6)
-    assert "Initialization" in (pipeline / "results/tables/initialization.md").read_text()
+    text = (pipeline / "results/tables/initialization.md").read_text()
+    assert "Initialization" in text and "weight-selection also writes patch_embed.*" in text
     assert (pipeline / "results/figures/arm_ranking.png").stat().st_size > 10_000
 
 

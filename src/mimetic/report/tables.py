@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mimetic.attention.init import ATTENTION_PARTS
 from mimetic.report import compare, outputs, render, stats
 from mimetic.report.claims import Claim, Reference
 from mimetic.report.render import DASH, Table, interval, mean_sd, pvalue, signed, time_unit
@@ -180,7 +181,11 @@ def initialization_table(runs: pd.DataFrame, baseline: str, treatment: str = com
         return DASH if math.isnan(v) else f"{v:{sign}.3f}".replace("-", render.MINUS)
 
     def readable(touches: str) -> str:  # the declared patterns, without their regular-expression escapes
-        return touches.replace("\\.", ".").replace("\\d+", "N")
+        return touches.replace("\\..*", ".*").replace("\\.", ".").replace("\\d+", "N")
+
+    attention = {*ATTENTION_PARTS, "nothing", DASH}
+    beyond = {a: readable(" ".join(t for t in touches.split() if t not in attention))
+              for a, touches in zip(data["arm"], data["touches"]) if set(touches.split()) - attention}
 
     display = pd.DataFrame({
         "experiment": data["experiment"], "arm": data["arm"], "init": data["init"],
@@ -193,6 +198,8 @@ def initialization_table(runs: pd.DataFrame, baseline: str, treatment: str = com
              "init.json lists them).",
              "Layer 1 at initialization: diagonal mean and mean |off-diagonal| of W_q^h W_k^h^T (mean over heads) "
              "and of W_v W_proj, mean over seeds."]
+    if beyond:
+        notes.append("Beyond attention: " + "; ".join(f"{a} also writes {t}" for a, t in beyond.items()) + ".")
     return Table("initialization", data, display, "Initialization: what each arm changes, and layer 1's products",
                  notes, ["l", "l", "l", "l", "l", "r", "r", "r", "r"])
 
