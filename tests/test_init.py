@@ -136,7 +136,7 @@ def test_vo_diagonal_and_noise_scale(mimetic_vit):
 EXPECTED = {"default": set(), "mimetic": {"q", "k", "v", "proj"}, "mimetic-qk": {"q", "k"},
             "mimetic-vo": {"v", "proj"}, "identity": {"q", "k", "v", "proj"}, "identity-qk": {"q", "k"},
             "mimetic-mlp": {"q", "k", "v", "proj", "mlp.fc1.weight"},
-            "impulse": {"q", "k", "v", "proj", "pos_embed"}, "conditioned": {"q", "k", "v"},
+            "impulse": {"q", "k", "v", "proj", "pos_embed"}, "conditioned": {"q", "k", "v"}, "vo-only": {"v", "proj"},
             # every tensor but the head's (parts_changed's names: blocks' without their "blocks.i.")
             "weight-selection": {"q", "k", "v", "proj", "attn.qkv.bias", "attn.proj.bias", "norm1.weight",
                                  "norm1.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",

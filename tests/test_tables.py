@@ -430,7 +430,8 @@ def test_initialization_table_says_what_each_arm_writes_beyond_attention():
                          for arm, t in touches.items() for seed in (0, 1)])
     t = tables.initialization_table(runs, "default")
     shown = t.display.set_index("arm")["touches"]
-    assert shown["weight-selection"] == "q k v proj patch_embed.* pos_embed blocks.N.*" and shown["default"] == "nothing"
+    assert shown["weight-selection"] == "q k v proj patch_embed.* pos_embed blocks.N.*"
+    assert shown["default"] == "nothing"
     assert t.notes[-1] == ("Beyond attention: impulse also writes pos_embed; weight-selection also writes "
                            "patch_embed.* pos_embed blocks.N.*.")
     assert t.data.set_index("arm").loc["mimetic", "qk_diag_mean"] == pytest.approx(0.05)

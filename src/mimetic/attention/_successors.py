@@ -5,6 +5,7 @@
   where the issue's summary and the code differ, the code wins (the noise is added off the
   impulses only; V/Proj noise is uniform).
 * conditioned: Saratchandran & Lucey, ICLR 2026 (OpenReview cKNOCYPo2W), no public code.
+* vo-only: modded-nanogpt PR #214, the one public language-model result with a diff.
 """
 
 from __future__ import annotations
@@ -150,3 +151,24 @@ def conditioned(model: nn.Module, gen: torch.Generator, qk_gain: float, v_scale:
                 w[:, cols] = qk_gain * basis * torch.sign(torch.diagonal(r))  # Haar: QR with signs fixed
         eye = torch.eye(d, dtype=torch.float64)
         layer.write(q=q, k=k, v=v_scale * eye, proj=eye if proj == "identity" else None)
+
+
+# modded-nanogpt's train_gpt.py at 5d2365f (`mimetic_vo_init`, called with beta=0.05,
+# noise_std=0.01): Q and K keep their own init; master replaced it with a tuned uniform init
+# within the minute (1ee5d10), so this is the construction of record #64's runs only.
+@register_init("vo-only", touches=("v", "proj"),
+               params={"beta": Param(0.05, "W_v = +sqrt(beta) I and W_proj = -sqrt(beta) I before the noise",
+                                     minimum=0),
+                       "noise_std": Param(0.01, "std of the normal noise on both whole matrices", minimum=0)},
+               source="modded-nanogpt PR #214 (merged 2026-01-31, commit 5d2365f), `mimetic_vo_init`")
+def vo_only(model: nn.Module, gen: torch.Generator, beta: float, noise_std: float) -> None:
+    """V/Proj alone, as in modded-nanogpt's record: per head the V block +sqrt(beta) I and the
+    output-projection block -sqrt(beta) I (so W_v W_proj ~ -beta I), then N(0, noise_std^2) on
+    every entry of both; W_q and W_k keep the model's own init."""
+    import torch
+
+    for layer in layers_of(model):  # per layer: V's noise, then Proj's
+        eye = math.sqrt(beta) * torch.eye(layer.dim, dtype=torch.float64)
+        v = eye + noise_std * torch.randn(layer.dim, layer.dim, generator=gen, dtype=torch.float64)
+        proj = -eye + noise_std * torch.randn(layer.dim, layer.dim, generator=gen, dtype=torch.float64)
+        layer.write(v=v, proj=proj)

@@ -41,7 +41,7 @@ def tensor_parts(model: nn.Module) -> dict[str, Tensor]:
     for layer in attention_layers(model):
         w = layer.read()
         parts.update({f"{layer.name}[{p}]": getattr(w, p) for p in ATTENTION_PARTS})
-        split |= {id(layer.qkv_param), id(layer.proj_param)}
+        split |= {id(t) for t in layer.owners}
     for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if id(t) not in split:
             parts[name] = t.detach()

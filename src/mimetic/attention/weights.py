@@ -2,8 +2,10 @@
 
 Everything here speaks the *math* convention of the paper: a row vector x maps to
 x @ W. PyTorch's nn.Linear stores weight = W^T, so each adapter transposes exactly once,
-here, and nowhere else. Inside W_q and W_k the columns of head h are h*k .. (h+1)*k, the
-layout both timm and nn.MultiheadAttention use when they split heads.
+here, and nowhere else. GPT-2's Conv1D stores W itself ((d, 3d) for the fused c_attn, columns
+[q | k | v]): its adapter hands the layer the transposed views, which are in nn.Linear's layout
+and write through to the parameters. Inside W_q and W_k the columns of head h are
+h*k .. (h+1)*k, the layout timm, nn.MultiheadAttention and GPT-2 all use when they split heads.
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ class AttentionWeights:
 class AttentionLayer:
     """A handle on one attention module: read and write its projections."""
 
-    def __init__(self, name: str, module: nn.Module, qkv: Tensor, proj: Tensor, num_heads: int):
+    def __init__(self, name: str, module: nn.Module, qkv: Tensor, proj: Tensor, num_heads: int,
+                 owners: tuple[Tensor, Tensor] | None = None):
         self.name = name
         self.module = module
-        self._qkv = qkv  # (3d, d) parameter, rows [q; k; v]
-        self._proj = proj  # (d, d) parameter
+        self._qkv = qkv  # (3d, d), rows [q; k; v]: the parameter, or a view of it
+        self._proj = proj  # (d, d)
+        # The parameters qkv and proj are (views of): what the layer's parts replace in a model's tensors.
+        self.owners = owners or (qkv, proj)
         self.num_heads = num_heads
         self.dim = proj.shape[0]
         if self.dim % num_heads:
@@ -49,15 +54,6 @@ class AttentionLayer:
                 f"num_heads={num_heads}; mimetic init needs equal head widths"
             )
         self.head_dim = self.dim // num_heads
-
-    @property
-    def qkv_param(self) -> Tensor:
-        """The fused (3d, d) parameter, nn.Linear layout."""
-        return self._qkv
-
-    @property
-    def proj_param(self) -> Tensor:
-        return self._proj
 
     def read(self) -> AttentionWeights:
         d = self.dim
@@ -103,8 +99,24 @@ def _torch_mha_layer(name: str, m: nn.Module) -> AttentionLayer | None:
     return AttentionLayer(name, m, m.in_proj_weight, m.out_proj.weight, m.num_heads)
 
 
-_ADAPTERS = (_timm_layer, _torch_mha_layer)
-SUPPORTED = "timm Attention (fused qkv + proj, e.g. VisionTransformer) and torch.nn.MultiheadAttention"
+def _gpt2_layer(name: str, m: nn.Module) -> AttentionLayer | None:
+    # transformers' GPT2Attention: Conv1D c_attn (d, 3d) and c_proj (d, d), y = x @ W + b.
+    c_attn, c_proj = getattr(m, "c_attn", None), getattr(m, "c_proj", None)
+    if type(c_attn).__name__ != "Conv1D" or type(c_proj).__name__ != "Conv1D" or not hasattr(m, "num_heads"):
+        return None
+    if getattr(m, "is_cross_attention", False):
+        raise ValueError(f"attention layer {name!r}: GPT-2 cross-attention; only self-attention is supported")
+    d = c_proj.weight.shape[1]
+    if c_attn.weight.shape != (d, 3 * d) or c_proj.weight.shape != (d, d):
+        raise ValueError(f"attention layer {name!r}: c_attn {tuple(c_attn.weight.shape)}, c_proj "
+                         f"{tuple(c_proj.weight.shape)}; GPT-2's layout is c_attn (d, 3d) and c_proj (d, d)")
+    return AttentionLayer(name, m, c_attn.weight.T, c_proj.weight.T, int(m.num_heads),
+                          owners=(c_attn.weight, c_proj.weight))
+
+
+_ADAPTERS = (_timm_layer, _torch_mha_layer, _gpt2_layer)
+SUPPORTED = ("timm Attention (fused qkv + proj, e.g. VisionTransformer), torch.nn.MultiheadAttention and "
+             "transformers' GPT2Attention (Conv1D c_attn + c_proj)")
 
 
 def attention_layers(model: nn.Module) -> list[AttentionLayer]:
