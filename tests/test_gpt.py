@@ -118,3 +118,12 @@ def test_vo_only_is_the_published_block_structure_plus_noise():
         assert torch.diagonal(v @ p).mean().item() == pytest.approx(-0.05, abs=0.003)
     corr = torch.corrcoef(torch.stack(draws))
     assert (corr - torch.eye(len(draws), dtype=torch.float64)).abs().max() < 0.1  # fresh noise each time
+
+
+def test_the_sign_of_each_product_is_a_parameter():
+    """GPT-2's own signs differ from a ViT's: a negative beta flips its product (here V/Proj to +I)."""
+    model = apply_init(gpt(), "mimetic", seed=6, beta2=-0.4)
+    for block in model.transformer.h:
+        q, kk, v, p = raw(block)
+        assert torch.diagonal(v @ p).mean().item() == pytest.approx(0.4, abs=0.02)
+        assert torch.diagonal(q @ kk.T).mean().item() > 0.3  # Q/K keeps its +I

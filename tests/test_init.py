@@ -239,7 +239,8 @@ def test_uniform_noise_has_the_same_variance_but_bounded_support():
 @pytest.mark.parametrize("call, match", [
     (lambda: apply_init(nn.Sequential(nn.Linear(4, 4)), "mimetic"), "no supported attention layer"),
     (lambda: apply_init(vit(depth=1), "fancy"), r"unknown init 'fancy'.*mimetic-qk"),
-    (lambda: apply_init(vit(depth=1), "mimetic", beta1=-0.1), r"beta1=-0.1 must be >= 0"),
+    (lambda: apply_init(vit(depth=1), "identity", alpha1=0.1), r"no parameter \['alpha1'\]"),
+    (lambda: apply_init(vit(depth=1), "mimetic", alpha1=-0.1), r"alpha1=-0.1 must be >= 0"),
     (lambda: apply_init(vit(depth=1), "mimetic", gamma=1.0), r"no parameter \['gamma'\].*alpha1"),
     (lambda: apply_init(vit(depth=1), "mimetic-qk", alpha2=0.4), r"no parameter \['alpha2'\]"),
     (lambda: apply_init(vit(depth=1), "mimetic", dist="cauchy"), r"dist='cauchy'.*normal"),

@@ -99,8 +99,9 @@ def test_conditioned_q_and_k_are_semi_orthogonal_per_head(params):
 
 
 @pytest.mark.parametrize("init", ["identity", "identity-qk"])
-def test_identity_controls_are_the_identity_exactly(init):
-    model = apply_init(vit(seed=3), init, seed=3, beta1=0.5, **({"beta2": 0.25} if init == "identity" else {}))
+@pytest.mark.parametrize("beta1, beta2", [(0.5, 0.25), (-0.5, -0.25)])  # negative: the signs flipped
+def test_identity_controls_are_the_identity_exactly(init, beta1, beta2):
+    model = apply_init(vit(seed=3), init, seed=3, beta1=beta1, **({"beta2": beta2} if init == "identity" else {}))
     d, k = 96, 32
     for block in range(2):
         total = torch.zeros(d, d, dtype=torch.float64)
@@ -108,13 +109,13 @@ def test_identity_controls_are_the_identity_exactly(init):
             wq, wk = qk_of(model, block, h)
             own = torch.zeros(d, d, dtype=torch.float64)
             own[h * k:(h + 1) * k, h * k:(h + 1) * k] = torch.eye(k)
-            torch.testing.assert_close(wq @ wk.T, 0.5 * own, atol=1e-7, rtol=0)  # I on the head's own coordinates
+            torch.testing.assert_close(wq @ wk.T, beta1 * own, atol=1e-7, rtol=0)  # I on the head's own coordinates
             total += wq @ wk.T
-        torch.testing.assert_close(total, 0.5 * torch.eye(d, dtype=torch.float64), atol=1e-7, rtol=0)
+        torch.testing.assert_close(total, beta1 * torch.eye(d, dtype=torch.float64), atol=1e-7, rtol=0)
         if init == "identity":
             wv = model.blocks[block].attn.qkv.weight.detach().double()[2 * d:].T
             wproj = model.blocks[block].attn.proj.weight.detach().double().T
-            torch.testing.assert_close(wv @ wproj, -0.25 * torch.eye(d, dtype=torch.float64), atol=1e-7, rtol=0)
+            torch.testing.assert_close(wv @ wproj, -beta2 * torch.eye(d, dtype=torch.float64), atol=1e-7, rtol=0)
 
 
 @pytest.mark.parametrize("mean", [0.02, -0.05])

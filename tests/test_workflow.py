@@ -242,7 +242,7 @@ def test_execution_keys_reach_the_run_outside_its_tracked_recipe(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["experiments"]["digits"].update(epoch=3), "epoch"),
     (lambda c: c["experiments"]["digits"].update(dataset="cifar11"), "cifar11"),
-    (lambda c: c["arms"]["mimetic"].update(params={"beta1": -1}), "-1"),
+    (lambda c: c["arms"]["mimetic"].update(params={"alpha1": -1}), "-1"),
     (lambda c: c.update(baseline="random"), "baseline: 'random' is not one of arms"),
     (lambda c: c["experiments"]["digits"].update(eval_batch_size=0), "eval_batch_size"),
     (lambda c: c.update(seeds=[]), "seeds"),

@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 _MIMETIC = "Trockman & Kolter, ICML 2023 (arXiv 2305.09828)"
 # The values every public implementation uses; the paper's own statement of them is unverified.
 ALPHA1, BETA1, ALPHA2, BETA2 = 0.7, 0.7, 0.4, 0.4
-QK = {"alpha1": Param(ALPHA1, "Q/K noise scale", minimum=0), "beta1": Param(BETA1, "Q/K identity scale", minimum=0)}
+# A negative beta flips its product's sign: the signs measured in another pretrained family
+# (GPT-2's V/Proj turns positive with depth) are one config line, `params: {beta2: -0.4}`.
+QK = {"alpha1": Param(ALPHA1, "Q/K noise scale", minimum=0),
+      "beta1": Param(BETA1, "Q/K identity scale (negative: -I)")}
 VO = {"alpha2": Param(ALPHA2, "V/Proj noise scale", minimum=0),
-      "beta2": Param(BETA2, "V/Proj identity scale (its sign is minus)", minimum=0)}
+      "beta2": Param(BETA2, "V/Proj identity scale, subtracted (negative: +I)")}
 DIST = {"dist": Param("normal", "the noise Z: normal, or uniform with the same variance 1/d", choices=NOISE)}
 
 
@@ -125,19 +128,20 @@ def mimetic_vo(model: nn.Module, gen: torch.Generator, alpha2: float, beta2: flo
 
 # The controls: mimetic's structure without its noise (alpha = 0). The rank-k truncation of
 # beta * I is not unique (every k-dimensional subspace is one), so each head takes its own
-# coordinates: W_q^h = W_k^h = sqrt(beta) E_h, and the heads' products sum to beta * I exactly.
+# coordinates: W_q^h = W_k^h = sqrt(beta) E_h, and the heads' products sum to beta * I exactly
+# (a negative beta: W_k^h = -sqrt(|beta|) E_h, as mimetic's sign flip).
 def identity_qk(layer: AttentionLayer, beta: float) -> None:
     import torch
 
-    e = torch.eye(layer.dim, dtype=torch.float64) * math.sqrt(beta)
-    layer.write(q=e, k=e)
+    e = torch.eye(layer.dim, dtype=torch.float64) * math.sqrt(abs(beta))
+    layer.write(q=e, k=math.copysign(1.0, beta) * e)
 
 
 def identity_vo(layer: AttentionLayer, beta: float) -> None:
     import torch
 
-    e = torch.eye(layer.dim, dtype=torch.float64) * math.sqrt(beta)
-    layer.write(v=e, proj=-e)
+    e = torch.eye(layer.dim, dtype=torch.float64) * math.sqrt(abs(beta))
+    layer.write(v=e, proj=-math.copysign(1.0, beta) * e)
 
 
 @register_init("identity", touches=("q", "k", "v", "proj"), params={"beta1": QK["beta1"], "beta2": VO["beta2"]},
