@@ -1,0 +1,231 @@
+"""The language-model run: a GPT (mimetic.train.gpt) trained from scratch on one text, nanoGPT's
+train.py in shape: set-up, resume, the iteration loop with its evaluations, the outputs.
+
+A run folder holds metrics.csv (a row per evaluation), init.json, final.safetensors and
+summary.json, written in that order, each atomically. A checkpoint (outside the run folder)
+every `checkpoint_every` iterations holds the model, the optimizer, the rows so far and the RNG
+that dropout draws from; a step's windows come from (seed, step) alone, so a resumed run
+computes what the uninterrupted one would have.
+
+Loss is in nats per token: the validation loss is the mean over the whole validation split in
+non-overlapping windows of `context` tokens; bits per token (per character for "char", per
+byte for "byte") are loss / ln 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mimetic import io
+from mimetic.data.text import TOKENIZERS, TextData, check_context, eval_windows, load_text, train_windows
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """One language-model run. The defaults are nanoGPT's shakespeare_char recipe but its size
+    (gpt_char_tiny, context 128, 2,000 iterations: a CPU's) and its evaluation (the whole split)."""
+
+    text: str  # a UTF-8 text file
+    tokenizer: str = "char"
+    model: str = "gpt_char_tiny"
+    init: str = "default"
+    init_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    # --- optimization (nanoGPT's shakespeare_char: AdamW, beta2 0.99, cosine 1e-3 -> 1e-4)
+    iterations: int = 2000
+    warmup_iters: int = 100
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    beta2: float = 0.99
+    weight_decay: float = 0.1  # on matrices only (nanoGPT: not on biases, norms)
+    grad_clip: float = 1.0
+    batch_size: int = 64
+    context: int = 128
+    # --- bookkeeping
+    eval_every: int = 250
+    checkpoint_every: int = 250
+
+    def validate(self) -> LMConfig:
+        from mimetic.attention.init import check_params
+        from mimetic.train.gpt import GPTS
+
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer={self.tokenizer!r}: choose one of {TOKENIZERS}")
+        positions = GPTS.lookup(self.model)()["n_positions"]
+        if self.context > positions:
+            raise ValueError(f"context={self.context}: model {self.model!r} has {positions} positions")
+        for key in ("iterations", "batch_size", "context", "eval_every", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+        if not 0 <= self.warmup_iters < self.iterations:
+            raise ValueError(f"warmup_iters={self.warmup_iters} must be >= 0 and < iterations={self.iterations}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr={self.min_lr}: must be >= 0 and <= lr={self.lr}")
+        check_params(self.init, self.init_params)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def learning_rate(cfg: LMConfig, it: int) -> float:
+    """nanoGPT's schedule: linear warm-up over warmup_iters, then cosine from lr to min_lr at the last iteration."""
+    if it < cfg.warmup_iters:
+        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
+    ratio = (it - cfg.warmup_iters) / max(1, cfg.iterations - 1 - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def build_optimizer(cfg: LMConfig, model: nn.Module) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, tokens: Tensor, context: int, batch_size: int) -> float:
+    """Mean loss (nats per token) over `tokens` in non-overlapping windows of `context`."""
+    model.eval()
+    x, y = eval_windows(tokens, context)
+    total = torch.zeros((), dtype=torch.float64)
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size]).logits
+        total += F.cross_entropy(logits.flatten(0, 1).float(), y[i:i + batch_size].flatten(), reduction="sum").double()
+    model.train()
+    return float(total / y.numel())
+
+
+@dataclass
+class _Progress:
+    step: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # the training losses since the last evaluation
+    interval: float = 0.0  # training seconds since the last evaluation
+    elapsed: float = 0.0  # training and evaluation seconds in all
+
+
+def train_lm(cfg: LMConfig, out_dir: str | Path, *, experiment: str | None = None, arm: str | None = None,
+             checkpoint: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one language-model run into `out_dir`; returns its summary."""
+    cfg.validate()
+    out_dir, checkpoint = Path(out_dir), Path(checkpoint) if checkpoint else None
+    data = load_text(cfg.text, cfg.tokenizer)
+    check_context(data, cfg.context)
+    model, record = _model(cfg, data)
+    optimizer = build_optimizer(cfg, model)
+    progress = _resume(checkpoint, cfg, model, optimizer, log)
+    train, val = torch.from_numpy(data.train), torch.from_numpy(data.val)
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(progress.step, cfg.iterations):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        x, y = train_windows(train, cfg.context, cfg.batch_size, cfg.seed, step)
+        loss = F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        progress.losses.append(loss.item())
+        progress.step = step + 1
+        if progress.step % cfg.eval_every == 0 or progress.step == cfg.iterations:
+            progress.interval += time.perf_counter() - t0
+            val_loss = evaluate(model, val, cfg.context, cfg.batch_size)
+            progress.elapsed += time.perf_counter() - t0
+            progress.rows.append(_row(cfg, progress, val_loss))
+            progress.losses, progress.interval, t0 = [], 0.0, time.perf_counter()
+            log(_line(cfg, progress.rows[-1]))
+        if checkpoint and (progress.step % cfg.checkpoint_every == 0) and progress.step < cfg.iterations:
+            now = time.perf_counter()
+            progress.interval, progress.elapsed, t0 = progress.interval + now - t0, progress.elapsed + now - t0, now
+            _save(checkpoint, cfg, model, optimizer, progress)
+    summary = _summary(cfg, data, model, progress, experiment, arm)
+    io.write_csv(out_dir / "metrics.csv", pd.DataFrame(progress.rows))
+    io.write_json(out_dir / "init.json", record)
+    # GPT-2 ties lm_head to the token embedding: stored once, as transformer.wte.weight
+    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    io.write_safetensors(out_dir / "final.safetensors", state, metadata={"model": cfg.model, "init": cfg.init,
+                                                                          "seed": str(cfg.seed)})
+    io.write_json(out_dir / "summary.json", summary)
+    if checkpoint:
+        checkpoint.unlink(missing_ok=True)
+    return summary
+
+
+def _model(cfg: LMConfig, data: TextData) -> tuple[nn.Module, dict[str, Any]]:
+    """The run's GPT (transformers' own init seeded by cfg.seed, then its attention init) and
+    its init.json: per tensor part, whether it differs from the model's own init."""
+    from mimetic.attention.init import INITS, apply_init, changed_parts
+    from mimetic.train.gpt import build_gpt
+
+    torch.manual_seed(cfg.seed)
+    own = build_gpt(cfg.model, data.vocab_size)
+    torch.manual_seed(cfg.seed)
+    model = apply_init(build_gpt(cfg.model, data.vocab_size), cfg.init, seed=cfg.seed, **cfg.init_params)
+    record = {"init": cfg.init, "init_params": cfg.init_params, "touches": list(INITS[cfg.init].touches),
+              "changed": changed_parts(model, own)}
+    torch.manual_seed(cfg.seed + 1)  # dropout's stream: the same for every init
+    return model, record
+
+
+def _row(cfg: LMConfig, progress: _Progress, val_loss: float) -> dict[str, Any]:
+    tokens = len(progress.losses) * cfg.batch_size * cfg.context
+    return {"step": progress.step, "lr": learning_rate(cfg, progress.step - 1),
+            "train_loss": sum(progress.losses) / len(progress.losses), "val_loss": val_loss,
+            "val_ppl": math.exp(val_loss), "val_bits": val_loss / math.log(2),
+            "tokens_per_s": tokens / max(progress.interval, 1e-9), "wall_time": progress.elapsed}
+
+
+def _line(cfg: LMConfig, row: dict[str, Any]) -> str:
+    unit = "char" if cfg.tokenizer == "char" else "byte"
+    return (f"step {row['step']}/{cfg.iterations} lr {row['lr']:.2e} train loss {row['train_loss']:.4f} | val loss "
+            f"{row['val_loss']:.4f} ({row['val_bits']:.3f} bits/{unit}) | {row['tokens_per_s']:.0f} tokens/s")
+
+
+def _save(path: Path, cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer, progress: _Progress) -> None:
+    state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "progress": dataclasses.asdict(progress), "rng": torch.get_rng_state()}
+    io.torch_save(path, state)
+
+
+def _resume(path: Path | None, cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+            log: Callable[[str], None]) -> _Progress:
+    if path is None or not path.is_file():
+        return _Progress()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["config"] != cfg.to_dict():
+        log(f"checkpoint {path} is of another config: not resumed, trained from the start")
+        return _Progress()
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    progress = _Progress(**state["progress"])
+    log(f"resumed from {path} at step {progress.step}")
+    return progress
+
+
+def _summary(cfg: LMConfig, data: TextData, model: nn.Module, progress: _Progress, experiment: str | None,
+             arm: str | None) -> dict[str, Any]:
+    from mimetic.data.text import unigram_entropy
+    from mimetic.provenance import environment
+
+    last = progress.rows[-1]
+    return {"final_val_loss": last["val_loss"], "best_val_loss": min(r["val_loss"] for r in progress.rows),
+            "final_val_ppl": last["val_ppl"], "final_val_bits": last["val_bits"],
+            "unigram_entropy": unigram_entropy(data.val, data.vocab_size), "vocab_size": data.vocab_size,
+            "train_tokens": len(data.train), "val_tokens": len(data.val), "iterations": cfg.iterations,
+            "wall_time": progress.elapsed, "experiment": experiment or Path(cfg.text).stem, "arm": arm or cfg.init,
+            "seed": cfg.seed, "init": cfg.init, "init_params": cfg.init_params, "config": cfg.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()), "environment": environment()}
