@@ -1,6 +1,7 @@
 """Config mistakes are caught when Snakemake plans: non-zero dry run, in seconds, naming the key."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -8,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mimetic.checks import ConfigError, yaml12_numbers
+import yaml
+
+from mimetic.checks import ConfigError, check_config, yaml12_numbers
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 BASE = """\
 seeds: [0, 1]
@@ -68,6 +72,17 @@ BAD = [
 
 
 @pytest.mark.parametrize("text, message", BAD, ids=[m[:40] for _, m in BAD])
+def test_a_bad_config_fails_the_planning_check_naming_the_key(tmp_path, text, message):
+    """The check the workflow runs when it plans (workflow/rules/common.smk), on the file as
+    Snakemake reads it; the dry runs below show that planning runs it."""
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError) as e:
+        check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [BAD[0], BAD[1], BAD[2], BAD[-2]], ids=["schema", "duplicate", "recipe",
+                                                                                    "pretrained"])
 def test_a_bad_config_fails_its_dry_run_in_seconds_naming_the_key(tmp_path, text, message):
     proc, seconds = dry_run(tmp_path, text)
     assert proc.returncode != 0
@@ -112,7 +127,7 @@ WEIGHT_SELECTION = edit("pos_embed", "learned").replace("mimetic: {init: mimetic
     ("{file: teacher.safetensors}", None, "arms.ws.params.file: teacher checkpoint"),
     ("{file: teacher.safetensors}", "file", None),
 ])
-def test_weight_selection_plans_only_with_a_teacher_it_can_load(tmp_path, params, where, message):
+def test_weight_selection_plans_only_with_a_teacher_it_can_load(tmp_path, monkeypatch, params, where, message):
     """The teacher is a local file or in the hub's cache (or the hub is reachable: offline here)."""
     hub = tmp_path / "hub"
     if where == "hub":
@@ -124,9 +139,14 @@ def test_weight_selection_plans_only_with_a_teacher_it_can_load(tmp_path, params
     text = WEIGHT_SELECTION.replace("{init: weight-selection}", "{init: weight-selection" +
                                     (f", params: {params}}}" if params else "}"))
     text = text.replace("teacher.safetensors", str(tmp_path / "teacher.safetensors"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub)}
-    proc, _ = dry_run(tmp_path, text, env)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    (tmp_path / "config.yaml").write_text(text)
     if message is None:
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA)
     else:
-        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA)
+        if where is None and not params:  # and the dry run stops on it, naming the key
+            proc, _ = dry_run(tmp_path, text, {**os.environ})
+            assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]

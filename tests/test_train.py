@@ -176,7 +176,7 @@ def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
     ({"dataset": "cifar11"}, "dataset='cifar11': unknown"),
     ({"epochs": 0}, "epochs=0: must be >= 1"),
     ({"pool": "max"}, "pool='max'"),
-    ({"init": "mimetic", "init_params": {"beta2": -1}}, "beta2=-1 must be >= 0"),
+    ({"init": "mimetic", "init_params": {"alpha2": -1}}, "alpha2=-1 must be >= 0"),
     ({"init": "impulse"}, "init 'impulse' needs pos_embed: learned"),
     ({"init": "default", "init_params": {"alpha1": 0.5}}, "init 'default' takes no parameter ['alpha1']"),
     ({"label_smoothing": 1.5}, "label_smoothing=1.5"),

@@ -169,3 +169,19 @@ def timm_names() -> dict[str, list[str]]:
     except OSError:
         pass  # a read-only home: checked all the same, from timm itself
     return names
+
+
+def check_config(config: dict[str, Any], files: Iterable[str | Path], schema: str | Path) -> None:
+    """The workflow's whole check at planning, in its order: the YAML files (duplicate keys),
+    YAML 1.2 numbers, the schema (which fills in its defaults, in place), then `check`. Raises
+    ConfigError naming the first mistake. Snakemake's `validate` is imported here: planning has it."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    check_files(files)
+    yaml12_numbers(config)
+    try:
+        validate(config, schema=str(schema))
+    except WorkflowError as e:
+        raise ConfigError(schema_message(e)) from None
+    check(config)

@@ -4,7 +4,7 @@ import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("8.0")
 
@@ -54,13 +54,11 @@ CLAIMS_SCHEMA = workflow.source_path("../schemas/claims.schema.yaml")
 REFERENCES_SCHEMA = workflow.source_path("../schemas/references.schema.yaml")
 
 try:
-    checks.check_files(workflow.configfiles)
-    checks.yaml12_numbers(config)
-    try:
-        validate(config, schema="../schemas/config.schema.yaml")
-    except WorkflowError as e:
-        raise checks.ConfigError(checks.schema_message(e))
-    checks.check(config)
+    checks.check_config(
+        config,
+        workflow.configfiles,
+        workflow.source_path("../schemas/config.schema.yaml"),
+    )
     claims.load_claims(CLAIMS, CLAIMS_SCHEMA)
     claims.load_references(REFERENCES, REFERENCES_SCHEMA)
 except (checks.ConfigError, claims.SpecError) as e:
