@@ -111,7 +111,8 @@ def evaluate(model: nn.Module, tokens: Tensor, context: int, batch_size: int) ->
 class _Progress:
     step: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)  # the training losses since the last evaluation
+    loss_sum: float = 0.0  # the training losses since the last evaluation, and their count
+    loss_count: int = 0
     interval: float = 0.0  # training seconds since the last evaluation
     elapsed: float = 0.0  # training and evaluation seconds in all
 
@@ -128,6 +129,8 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, experiment: str | None = Non
     progress = _resume(checkpoint, cfg, model, optimizer, log)
     train, val = torch.from_numpy(data.train), torch.from_numpy(data.val)
     t0 = time.perf_counter()
+    # Summed where the model is: reading a loss back every step would wait on the device each time.
+    loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=next(model.parameters()).device)
     model.train()
     for step in range(progress.step, cfg.iterations):
         for group in optimizer.param_groups:
@@ -138,16 +141,19 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, experiment: str | None = Non
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        progress.losses.append(loss.item())
-        progress.step = step + 1
+        loss_sum += loss.detach()
+        progress.step, progress.loss_count = step + 1, progress.loss_count + 1
         if progress.step % cfg.eval_every == 0 or progress.step == cfg.iterations:
+            progress.loss_sum = loss_sum.item()
             progress.interval += time.perf_counter() - t0
             val_loss = evaluate(model, val, cfg.context, cfg.batch_size)
             progress.elapsed += time.perf_counter() - t0
             progress.rows.append(_row(cfg, progress, val_loss))
-            progress.losses, progress.interval, t0 = [], 0.0, time.perf_counter()
+            progress.loss_sum, progress.loss_count, progress.interval, t0 = 0.0, 0, 0.0, time.perf_counter()
+            loss_sum.zero_()
             log(_line(cfg, progress.rows[-1]))
         if checkpoint and (progress.step % cfg.checkpoint_every == 0) and progress.step < cfg.iterations:
+            progress.loss_sum = loss_sum.item()
             now = time.perf_counter()
             progress.interval, progress.elapsed, t0 = progress.interval + now - t0, progress.elapsed + now - t0, now
             _save(checkpoint, cfg, model, optimizer, progress)
@@ -181,9 +187,9 @@ def _model(cfg: LMConfig, data: TextData) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _row(cfg: LMConfig, progress: _Progress, val_loss: float) -> dict[str, Any]:
-    tokens = len(progress.losses) * cfg.batch_size * cfg.context
+    tokens = progress.loss_count * cfg.batch_size * cfg.context
     return {"step": progress.step, "lr": learning_rate(cfg, progress.step - 1),
-            "train_loss": sum(progress.losses) / len(progress.losses), "val_loss": val_loss,
+            "train_loss": progress.loss_sum / progress.loss_count, "val_loss": val_loss,
             "val_ppl": math.exp(val_loss), "val_bits": val_loss / math.log(2),
             "tokens_per_s": tokens / max(progress.interval, 1e-9), "wall_time": progress.elapsed}
 
