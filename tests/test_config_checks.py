@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import yaml
+from snakemake.utils import validate
 
 from mimetic.checks import ConfigError, check_config, yaml12_numbers
 
@@ -77,7 +78,7 @@ def test_a_bad_config_fails_the_planning_check_naming_the_key(tmp_path, text, me
     Snakemake reads it; the dry runs below show that planning runs it."""
     (tmp_path / "config.yaml").write_text(text)
     with pytest.raises(ConfigError) as e:
-        check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA)
+        check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA, validate)
     assert message in str(e.value)
 
 
@@ -143,10 +144,10 @@ def test_weight_selection_plans_only_with_a_teacher_it_can_load(tmp_path, monkey
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))
     (tmp_path / "config.yaml").write_text(text)
     if message is None:
-        check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA)
+        check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA, validate)
     else:
         with pytest.raises(ConfigError, match=re.escape(message)):
-            check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA)
+            check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA, validate)
         if where is None and not params:  # and the dry run stops on it, naming the key
             proc, _ = dry_run(tmp_path, text, {**os.environ})
             assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]

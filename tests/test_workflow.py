@@ -249,13 +249,15 @@ def test_execution_keys_reach_the_run_outside_its_tracked_recipe(tmp_path):
 ])
 def test_bad_config_fails_before_any_job(tmp_path, change, message):
     """The planning check (more in tests/test_config_checks.py); one of them through a dry run."""
+    from snakemake.utils import validate
+
     from mimetic.checks import ConfigError, check_config
 
     config = json.loads(json.dumps(TINY))
     change(config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=re.escape(message)):
-        check_config(config, [tmp_path / "config.yaml"], REPO / "workflow/schemas/config.schema.yaml")
+        check_config(config, [tmp_path / "config.yaml"], REPO / "workflow/schemas/config.schema.yaml", validate)
     if "baseline" in message:
         proc = snakemake(tmp_path, config, "-n", "--cores", "1")
         assert proc.returncode != 0 and message in proc.stdout + proc.stderr

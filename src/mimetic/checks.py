@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -171,17 +171,16 @@ def timm_names() -> dict[str, list[str]]:
     return names
 
 
-def check_config(config: dict[str, Any], files: Iterable[str | Path], schema: str | Path) -> None:
+def check_config(config: dict[str, Any], files: Iterable[str | Path], schema: str | Path,
+                 validate: Callable[..., None]) -> None:
     """The workflow's whole check at planning, in its order: the YAML files (duplicate keys),
     YAML 1.2 numbers, the schema (which fills in its defaults, in place), then `check`. Raises
-    ConfigError naming the first mistake. Snakemake's `validate` is imported here: planning has it."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
+    ConfigError naming the first mistake. `validate` is Snakemake's (snakemake.utils.validate):
+    the workflow passes it, so that the jobs' environments need no Snakemake."""
     check_files(files)
     yaml12_numbers(config)
     try:
         validate(config, schema=str(schema))
-    except WorkflowError as e:
+    except Exception as e:  # Snakemake's WorkflowError, around jsonschema's ValidationError
         raise ConfigError(schema_message(e)) from None
     check(config)

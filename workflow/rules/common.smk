@@ -4,7 +4,7 @@ import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version
+from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
@@ -58,6 +58,7 @@ try:
         config,
         workflow.configfiles,
         workflow.source_path("../schemas/config.schema.yaml"),
+        validate,
     )
     claims.load_claims(CLAIMS, CLAIMS_SCHEMA)
     claims.load_references(REFERENCES, REFERENCES_SCHEMA)
