@@ -74,12 +74,38 @@ def _bench(a: argparse.Namespace) -> None:
 
 
 def _prepare(a: argparse.Namespace) -> None:
+    from mimetic.data.text import TEXT_DATASETS
+
+    text = a.dataset in TEXT_DATASETS
+    other = ({"--train": a.train, "--test": a.test, "--classes": a.classes, "--train-per-class": a.train_per_class,
+              "--val-per-class": a.val_per_class} if text else
+             {"--tokenizer": a.tokenizer, "--tokenizer-root": a.tokenizer_root, "--tokens": a.tokens})
+    stray = [flag for flag, given in other.items() if given is not None]
+    if stray:  # said, not ignored: a flag that does nothing is a mistake in the command
+        raise DatasetError(f"{a.dataset}: {', '.join(stray)} {'are' if len(stray) > 1 else 'is'} not for "
+                           f"{'a text corpus' if text else 'an image dataset'}; leave it out")
+    if text:
+        _prepare_text(a)
+        return
     from mimetic.data.stage import prepare_any
 
     meta = prepare_any(a.dataset, a.root, {"train": a.train, "test": a.test, "meta": a.meta}, classes=a.classes,
                        train_per_class=a.train_per_class, val_per_class=a.val_per_class, workers=a.workers)
     print(f"{a.dataset}: {meta['train']} training and {meta.get('test', meta.get('val'))} test images, "
           f"{len(meta['classes'])} classes", flush=True)
+
+
+def _prepare_text(a: argparse.Namespace) -> None:
+    from mimetic.data.text import TOKENIZERS, prepare_text, text_stage_files
+
+    if a.tokenizer is None:
+        raise DatasetError(f"{a.dataset}: give --tokenizer ({', '.join(TOKENIZERS)})")
+    files = text_stage_files(a.dataset, a.tokenizer)
+    meta = prepare_text(a.dataset, a.root, a.tokenizer, {"tokens": a.tokens or files["tokens"],
+                                                         "meta": a.meta or files["meta"]}, a.tokenizer_root)
+    counts = meta["counts"]
+    print(f"{a.dataset} ({a.tokenizer}): {counts['train']:,} training and {counts['val']:,} validation tokens, "
+          f"vocabulary of {meta['vocab_size']:,}", flush=True)
 
 
 def _inits(a: argparse.Namespace) -> None:
@@ -209,7 +235,8 @@ def _train_args() -> Args:
 
     args: Args = [
         (("--recipe",), dict(required=True, help="what the run computes: a JSON object of recipe keys "
-                                                 "(config/README.md; `dataset` and `model` required), with `init` and "
+                                                 "(config/README.md; `dataset` and `model` required; a text corpus as "
+                                                 "`dataset` makes it a language-model run), with `init` and "
                                                  "`init_params`")),
         (("--seed",), dict(type=int, default=0, help="seed of model init, attention init, data order, augmentation")),
         (("--experiment",), dict(help="the run's experiment label, recorded in summary.json (default: the dataset)")),
@@ -257,15 +284,22 @@ def _bench_args() -> Args:
 
 def _prepare_args() -> Args:
     from mimetic.data import PREPARED_NAMES
+    from mimetic.data.text import TEXT_DATASETS, TOKENIZERS
 
     return [
-        (("dataset",), dict(choices=[*PREPARED_NAMES, "imagenet"])),
+        (("dataset",), dict(choices=[*PREPARED_NAMES, "imagenet", *TEXT_DATASETS])),
         (("--root",), dict(help="folder with the upstream files or their extracted folder, only read (default "
                                 "resources/data/<name>, the only one downloaded into); for imagenet, its ImageFolder "
-                                "copy")),
+                                "copy; for text, your UTF-8 text file")),
+        (("--tokenizer",), dict(choices=TOKENIZERS, help="text corpora: how the text becomes tokens (required)")),
+        (("--tokenizer-root",), dict(help="gpt2: a folder with GPT-2's tokenizer files (vocab.json and merges.txt, "
+                                          "or tokenizer.json); default: the hub's openai-community/gpt2, or its "
+                                          "cache")),
+        (("--tokens",), dict(help="output: a text corpus' tokens (.npz; default resources/data/<name>/"
+                                  "tokens-<tokenizer>.npz)")),
         (("--train",), dict(help="output: the training split (imagenet: its index CSV)")),
         (("--test",), dict(help="output: the test split (imagenet: the validation index)")),
-        (("--meta",), dict(help="output: meta.json, written last")),
+        (("--meta",), dict(help="output: meta.json (a text corpus: tokens-<tokenizer>.json), written last")),
         (("--classes",), dict(nargs="+", help="imagenet: the first N classes (one number) or a list of wnids")),
         (("--workers",), dict(type=int, default=8, help="imagenet: processes that check the images can be read")),
         (("--train-per-class",), dict(type=int, help="imagenet: keep the first N training images per class")),

@@ -14,12 +14,10 @@ The planning check (`teacher_problem`) needs no torch or timm: the workflow's co
 
 from __future__ import annotations
 
-import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mimetic import hub
 from mimetic.attention._spec import Param, register_init
 
 if TYPE_CHECKING:
@@ -103,14 +101,6 @@ def select_weights(teacher: nn.Module, student: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def _hub_cache() -> Path:
-    """The Hugging Face hub's cache folder, found as huggingface_hub finds it (without importing it)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
 def teacher_problem(params: dict[str, object]) -> tuple[str, str] | None:
     """(parameter, what is wrong) when the teacher cannot be had: `file` missing, or the hub name
     neither in the hub cache nor reachable. None when it can."""
@@ -123,17 +113,13 @@ def teacher_problem(params: dict[str, object]) -> tuple[str, str] | None:
     if "." not in name:
         return "teacher", (f"{name!r} names no pretrained tag; give the weights' tag, e.g. {TEACHER!r}, or set "
                            "`file` to a local checkpoint")
-    repo = _hub_cache() / f"models--timm--{name}" / "snapshots"
+    repo = hub.snapshots(f"timm/{name}")
     if any(repo.glob("*/model.safetensors")) or any(repo.glob("*/pytorch_model.bin")):
         return None
-    hub = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-            raise urllib.error.URLError("HF_HUB_OFFLINE is set")
-        urllib.request.urlopen(urllib.request.Request(f"{hub}/api/models/timm/{name}", method="HEAD"), timeout=5)
-    except (OSError, ValueError) as e:  # URLError, timeouts and HTTP errors are OSErrors
-        return "teacher", (f"the teacher {name!r} is not in the hub cache {_hub_cache()} and cannot be had from "
-                           f"{hub} ({getattr(e, 'reason', e)}); download it once where there is internet "
+    why = hub.unreachable(f"timm/{name}")
+    if why:
+        return "teacher", (f"the teacher {name!r} is not in the hub cache {hub.cache_dir()} and cannot be had from "
+                           f"{why}; download it once where there is internet "
                            f"(timm.create_model({name!r}, pretrained=True)), or set `file` to a local checkpoint")
     return None
 
@@ -145,7 +131,7 @@ def teacher_problem(params: dict[str, object]) -> tuple[str, str] | None:
                        "file": Param(None, "a local checkpoint of the teacher (safetensors or a PyTorch state "
                                            "dict) instead of the hub", file=True)},
                source="Xu et al., ICLR 2024 (arXiv 2311.18823); code OscarXZQ/weight-selection",
-               needs={"pos_embed": "learned"}, preflight=teacher_problem)
+               needs={"pos_embed": "learned"}, preflight=teacher_problem, kinds=("vision",))
 def weight_selection(model: nn.Module, gen: torch.Generator, teacher: str, file: str | None) -> None:
     """Every weight but the head's, not only attention: an evenly spaced selection of a larger
     pretrained teacher's (ViT-S/16 in21k for ViT-Tiny), block i from block i; the patch and
