@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mimetic.report.claims import SpecError, load_claims, load_references
+from mimetic.report.claims import SIGNS, Claim, SpecError, load_claims, load_references
 
 REPO = Path(__file__).resolve().parents[1]
 CLAIMS_SCHEMA = REPO / "workflow/schemas/claims.schema.yaml"
@@ -33,11 +33,42 @@ def test_shipped_claims():
         c, arms = claims[claim], refs[ref].arms
         assert (c.baseline, c.experiment) == ("mimetic", refs[ref].experiment) and ref in c.note
         assert c.gain == pytest.approx(arms[c.treatment].mean - arms[c.baseline].mean)
-    assert all(c.metric == "final_test_acc" for c in claims.values())  # the schema's default, filled in
+    # the schema's default, filled in, on all but the language model's
+    assert all(c.metric == "final_test_acc" for k, c in claims.items() if k != "paper-wikitext103")
     assert "over 5% and 4%" in claims["trockman2023-cifar10"].quote
     assert "ResNet-style" in claims["trockman2023-imagenet"].note
     assert "up to a 6% gain" in claims["trockman2025-thesis-cifar10"].quote
     assert "CMU-CS-25-114" in claims["trockman2025-thesis-cifar10"].source
+
+
+def test_shipped_wikitext103_claim_is_direction_only():
+    """The paper names no number for WikiText-103: the claim is that mimetic lowers the loss."""
+    c = {c.id: c for c in load_claims(REPO / "config" / "claims.yaml", CLAIMS_SCHEMA)}["paper-wikitext103"]
+    assert (c.experiment, c.baseline, c.treatment, c.metric) == ("wikitext103", "default", "mimetic", "final_val_loss")
+    assert c.gain is None and c.direction == "positive" and c.sign == 1
+    assert "WikiText-103" in c.quote and "no number" in c.note
+
+
+def test_schema_names_what_the_code_knows():
+    """The schema's metrics and directions are the report's (one owner each, checked here)."""
+    from mimetic.report import compare
+
+    claim = yaml.safe_load(CLAIMS_SCHEMA.read_text())["$defs"]["claim"]["properties"]
+    assert claim["direction"]["enum"] == list(SIGNS)
+    assert claim["metric"]["enum"] == [c for m in compare.METRICS.values() for c in (m.final, m.best)]
+
+
+def test_direction_claims_load_and_check(tmp_path):
+    doc = {k: v for k, v in CLAIM.items() if k != "gain"}
+    (c,) = load_claims(write(tmp_path, "c.yaml", {"claims": {"lm": {**doc, "metric": "final_val_loss",
+                                                                     "direction": "negative"}}}), CLAIMS_SCHEMA)
+    assert (c.gain, c.direction, c.sign, c.metric) == (None, "negative", -1, "final_val_loss")
+    with pytest.raises(ValueError, match="exactly one"):
+        Claim("x", "e", "a", "b", 1.0, "q", "s", direction="positive")
+    with pytest.raises(ValueError, match="exactly one"):
+        Claim("x", "e", "a", "b", None, "q", "s")
+    with pytest.raises(ValueError, match="'up' is none of"):
+        Claim("x", "e", "a", "b", None, "q", "s", direction="up")
 
 
 def test_shipped_references_are_third_party_with_sources():
@@ -71,6 +102,12 @@ def test_user_claim_defaults(tmp_path):
     ({"claims": {"x": {**CLAIM, "arm": "mimetic"}}}, "claims/x", "'arm' was unexpected"),
     ({"claims": {"x": {**CLAIM, "metric": "top5"}}}, "claims/x/metric", "'top5' is not one of"),
     ({"claims": {"x": {**CLAIM, "experiment": "cifar 10"}}}, "claims/x/experiment", "does not match"),
+    ({"claims": {"x": {k: v for k, v in CLAIM.items() if k != "gain"}}}, "claims/x",
+     "needs exactly one of gain or direction; it has none"),
+    ({"claims": {"x": {**CLAIM, "direction": "positive"}}}, "claims/x",
+     "needs exactly one of gain or direction; it has several"),
+    ({"claims": {"x": {**{k: v for k, v in CLAIM.items() if k != "gain"}, "direction": "up"}}}, "claims/x/direction",
+     "'up' is not one of"),
     ({"claim": {}}, "(top level)", "'claims' is a required"),
 ])
 def test_malformed_claims_name_file_and_key(tmp_path, doc, where, what):

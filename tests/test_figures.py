@@ -15,6 +15,14 @@ def records():
     return data.make()
 
 
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """svhn (accuracy over epochs) and wikitext103 (validation loss over steps), two arms each."""
+    runs, epochs = data.make_mixed(tmp_path_factory.mktemp("lm"))
+    keep = ["svhn", "wikitext103"]
+    return runs[runs["experiment"].isin(keep)], epochs[epochs["experiment"].isin(keep)]
+
+
 def is_png(path):
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -51,11 +59,12 @@ def test_paper_figures_write_png_and_pdf(records, tmp_path):
     assert sorted(x.name for x in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temporaries left
 
 
-def test_no_grid_figure_without_a_grid(records, tmp_path):
-    runs, epochs = records
-    two = runs[runs["arm"].isin(["default", "mimetic"]) & (runs["experiment"] == "digits")]
-    paths = plots.paper_figures(two, epochs, "default", [], tmp_path)
+def test_no_grid_figure_without_a_grid(mixed, tmp_path):
+    """Two arms, and experiments of both kinds (accuracy; a language model's loss): no grid."""
+    two, epochs = mixed
+    paths = plots.paper_figures(two, epochs, "default", data.LM_CLAIMS, tmp_path)
     assert {p.stem for p in paths} == set(outputs.FIGURES)
+    assert all(is_png(p) if p.suffix == ".png" else is_pdf(p) for p in paths)
     with pytest.raises(ValueError, match="no \\(alpha, beta\\) grid"):
         plots.grid_heatmap(two, tmp_path / "grid.png")
 
@@ -198,3 +207,39 @@ def test_arm_ranking_orders_every_arm_by_its_paired_gain(records, figures, tmp_p
             else:
                 assert not bars
     assert "gain over default" in fig.axes[0].get_xlabel()
+
+
+# --- Language models beside image classification -------------------------------------------------
+
+def test_lm_panels_speak_loss_and_steps(mixed, figures, tmp_path):
+    import numpy as np
+
+    runs, epochs = mixed
+    plots.learning_curves(epochs, tmp_path / "a.png")
+    plots.final_accuracy(runs, tmp_path / "b.png")
+    plots.time_to_accuracy(runs, epochs, tmp_path / "c.png")
+    plots.gain_forest(runs, data.LM_CLAIMS, tmp_path / "d.png")
+    plots.arm_ranking(runs, tmp_path / "e.png")
+    curves, final, time, forest, ranking = figures
+    assert [(ax.get_title().split()[0], ax.get_xlabel(), ax.get_ylabel()) for ax in curves.axes] == [
+        ("svhn", "epoch", "test accuracy (%)"),
+        ("wikitext103", "step", "validation loss (nats/token; lower is better)")]
+    assert [ax.get_ylabel() for ax in final.axes] == ["final test accuracy (%)",
+                                                      "final validation loss (nats/token; lower is better)"]
+    top = time.axes[:2]  # the epochs or steps row, then the wall-time row
+    assert [ax.get_xlabel() for ax in top] == ["epochs to reach", "steps to reach"]
+    assert [ax.get_ylabel() for ax in top] == ["target test accuracy", "target validation loss"]
+    # the loss gain, recomputed here: the baseline's loss minus mimetic's, seed by seed
+    d = np.array(data.LM_FINAL["wikitext103"]["default"]) - np.array(data.LM_FINAL["wikitext103"]["mimetic"])
+    acc, loss = forest.axes[:2]  # one panel per metric: accuracy and loss gains share no axis
+    assert "percentage points" in acc.get_xlabel()
+    assert "nats per token" in loss.get_xlabel() and "baseline loss − treatment loss" in loss.get_xlabel()
+    means = [ln.get_xdata()[0] for ln in loss.lines if ln.get_marker() == "o"]
+    assert means == pytest.approx([d.mean(), d.mean()]) and d.mean() > 0
+    assert sorted(ln.get_marker() for ln in loss.lines if ln.get_marker() in ("<", ">")) == ["<", ">"]
+    assert sorted(loss.collections[0].get_offsets()[:, 0]) == pytest.approx(sorted(d))
+    assert [t.get_text() for t in loss.texts] == ["reproduced", "reversed"]
+    lm = next(ax for ax in ranking.axes if ax.get_title() == "wikitext103")
+    assert "nats/token" in lm.get_xlabel() and "default loss − arm loss" in lm.get_xlabel()
+    (mean,) = [ln for ln in lm.lines if ln.get_marker() == "o"]
+    assert mean.get_xdata()[0] == pytest.approx(d.mean())

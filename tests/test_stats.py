@@ -98,3 +98,25 @@ def test_verdict_too_few_and_not_run():
     assert stats.verdict(stats.paired([80.0], [70.0]), 5.0) == stats.TOO_FEW
     assert stats.verdict(stats.paired([], []), 5.0) == stats.TOO_FEW
     assert stats.verdict(None, 5.0) == stats.NOT_RUN
+
+
+@pytest.mark.parametrize("lo, hi, sign, expected", [
+    (0.5, 2.0, 1, stats.REPRODUCED),          # excludes 0 on the claimed side
+    (-1.0, 2.0, 1, stats.NOT_SIGNIFICANT),    # contains 0
+    (0.0, 2.0, 1, stats.NOT_SIGNIFICANT),     # lo == 0 does not exclude it
+    (-3.0, -0.5, 1, stats.REVERSED),          # excludes 0 on the other side
+    (-3.0, -0.5, -1, stats.REPRODUCED),       # a claimed negative gain: mirrored
+    (-3.0, 0.0, -1, stats.NOT_SIGNIFICANT),
+    (0.5, 2.0, -1, stats.REVERSED),
+])
+def test_direction_verdicts(lo, hi, sign, expected):
+    assert stats.verdict(_gain(3, lo, hi), sign=sign) == expected
+
+
+def test_direction_verdict_too_few_not_run_and_misuse():
+    assert stats.verdict(stats.paired([80.0], [70.0]), sign=1) == stats.TOO_FEW
+    assert stats.verdict(None, sign=-1) == stats.NOT_RUN
+    with pytest.raises(ValueError, match="not both"):
+        stats.verdict(_gain(3, 1.0, 2.0), 5.0, 1)
+    with pytest.raises(ValueError, match=r"\+1 or -1"):
+        stats.verdict(_gain(3, 1.0, 2.0), sign=2)

@@ -145,7 +145,7 @@ def test_verdicts_table_prints_a_shared_quote_once(records):
         "trockman2025-thesis-cifar10"]
     abstract = next(c.quote for c in claims if c.id == "trockman2023-cifar10")
     assert sum(abstract in note for note in t.notes) == 1
-    assert len(set(t.data["quote"])) == len(set(t.display["source"])) == 4  # two quoted twice, two once
+    assert len(set(t.data["quote"])) == len(set(t.display["source"])) == 5  # two quoted twice, three once
 
 
 def test_ablation_every_arm_paired(records):
@@ -206,19 +206,19 @@ def test_time_to_accuracy_by_hand(records):
     assert list(c10["target"].unique()) == ["default final", "70%", "80%"]  # default levels below 80.5
     for target, acc in (("default final", 80.5), ("70%", 70.0), ("80%", 80.0)):
         rows = c10[c10["target"] == target].set_index("arm")
-        assert rows["target_acc"].iloc[0] == pytest.approx(acc)
+        assert rows["target_value"].iloc[0] == pytest.approx(acc)
         hit = {arm: [data.first_epoch(data.curve(arm, s, f), acc) for s, f in enumerate(data.FINAL["cifar10"][arm])]
                for arm in ("default", "mimetic")}
         for arm, sec in (("default", 2.0), ("mimetic", 3.0)):
             e = np.array(hit[arm])
             ok = e[~np.isnan(e)]
             assert rows.loc[arm, "reached"] == len(ok) and rows.loc[arm, "n"] == 5
-            assert rows.loc[arm, "epochs_mean"] == pytest.approx(ok.mean())
+            assert rows.loc[arm, "at_mean"] == pytest.approx(ok.mean())
             assert rows.loc[arm, "wall_time_mean"] == pytest.approx(sec * ok.mean())
         both = [s for s in range(5) if not np.isnan(hit["default"][s]) and not np.isnan(hit["mimetic"][s])]
         de = np.array([hit["mimetic"][s] - hit["default"][s] for s in both])
         assert rows.loc["mimetic", "pairs"] == len(both)
-        assert rows.loc["mimetic", "d_epochs_mean"] == pytest.approx(de.mean())
+        assert rows.loc["mimetic", "d_at_mean"] == pytest.approx(de.mean())
         dw = np.array([3.0 * hit["mimetic"][s] - 2.0 * hit["default"][s] for s in both])
         assert rows.loc["mimetic", "d_wall_time_mean"] == pytest.approx(dw.mean())
         if de.std() > 0:
@@ -435,3 +435,110 @@ def test_initialization_table_says_what_each_arm_writes_beyond_attention():
     assert t.notes[-1] == ("Beyond attention: impulse also writes pos_embed; weight-selection also writes "
                            "patch_embed.* pos_embed blocks.N.*.")
     assert t.data.set_index("arm").loc["mimetic", "qk_diag_mean"] == pytest.approx(0.05)
+
+
+# --- Language models: a lower-is-better metric, alone and beside image classification -----------
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return data.make_mixed(tmp_path_factory.mktemp("lm"))
+
+
+def lm_final(arm):
+    return np.array(data.LM_FINAL["wikitext103"][arm])
+
+
+def test_lm_gain_is_the_baseline_loss_minus_the_arm_loss(mixed):
+    runs, _ = mixed
+    claims = [*data.CLAIMS, *data.LM_CLAIMS]
+    df = tables.main_table(runs, "default", claims).data.set_index("claim")
+    d = lm_final("default") - lm_final("mimetic")  # lower loss, positive gain
+    assert (d > 0).all()
+    r = df.loc["lm-gain"]
+    assert r["metric"] == "final_val_loss" and r["gain_mean"] == pytest.approx(d.mean())
+    assert (r["gain_t_lo"], r["gain_t_hi"]) == pytest.approx(t_ci(d))
+    assert r["gain_p"] == pytest.approx(sps.ttest_rel(lm_final("mimetic"), lm_final("default")).pvalue)
+    assert r["baseline_mean"] == pytest.approx(lm_final("default").mean())
+    assert (r["verdict"], df.loc["lm-worse", "verdict"]) == ("reproduced", "reversed")  # direction claims
+    assert math.isnan(r["claimed_gain"]) and r["claimed_direction"] == "positive"
+    shipped = load_claims(REPO / "config" / "claims.yaml", CLAIMS_SCHEMA)
+    assert tables.main_table(runs, "default", shipped).data.set_index("claim").loc[
+        "paper-wikitext103", "verdict"] == "reproduced"
+    # the image-classification rows are those of the vision-only set
+    vision = tables.main_table(data.make()[0], "default", data.CLAIMS).data.set_index("claim")
+    pd.testing.assert_frame_equal(df.loc[vision.index, vision.columns], vision)
+    abl = tables.ablation_table(runs, "default").data.set_index(["experiment", "arm"]).loc["wikitext103"]
+    assert abl.loc["mimetic", "gain_mean"] == pytest.approx(d.mean()) and abl.loc["mimetic", "verdict"] == \
+        "significant gain"
+    best = [min(data.lm_curve("mimetic", f)) for f in lm_final("mimetic")]
+    assert abl.loc["mimetic", "best_mean"] == pytest.approx(np.mean(best))
+
+
+def test_direction_claim_without_significance_and_on_a_metric_its_runs_lack(mixed):
+    runs, _ = mixed
+    noisy = runs.copy()
+    sel = (noisy["experiment"] == "wikitext103") & (noisy["arm"] == "mimetic") & (noisy["seed"] == 3)
+    noisy.loc[sel, "final_val_loss"] = 3.6  # one seed much worse: the interval contains 0
+    assert tables.main_table(noisy, "default", data.LM_CLAIMS).data.set_index("claim").loc[
+        "lm-gain", "verdict"] == "no significant gain"
+    wrong = data.Claim("acc-on-lm", "wikitext103", "default", "mimetic", 1.0, "q", "s")  # final_test_acc by default
+    with pytest.raises(ValueError, match="claim acc-on-lm: experiment 'wikitext103' .* not measured by "
+                                         "'final_test_acc'"):
+        tables.main_table(runs, "default", [wrong])
+
+
+def test_lm_tables_speak_loss(mixed):
+    runs, epochs = mixed
+    lm_runs = runs[runs["kind"] == "lm"]
+    t = tables.main_table(lm_runs, "default", data.LM_CLAIMS)
+    row = t.display.set_index("claim").loc["lm-gain"]
+    d = lm_final("default") - lm_final("mimetic")
+    base = lm_final("default")
+    assert row["default (nats/token)"] == f"{base.mean():.3f} ± {base.std(ddof=1):.3f} (n=4)"
+    assert row["gain (nats/token)"] == f"+{d.mean():.3f}" and row["claimed"] == "> 0"
+    assert "metric" not in t.display.columns
+    assert any("baseline loss − treatment loss in nats per token" in n and "positive: the treatment is better" in n
+               for n in t.notes)
+    both = tables.main_table(runs, "default", data.LM_CLAIMS).display.set_index("experiment")
+    assert "gain" in both.columns and "default" in both.columns  # mixed units: no unit in the headers ...
+    assert both.loc["wikitext103", "metric"].iloc[0] == "final validation loss (nats/token; lower is better)"
+    assert both.loc["cifar10", "metric"] == "final test accuracy (%)"  # ... each row names its metric
+    for t in tables.build_all(runs, epochs, "default", [*data.CLAIMS, *data.LM_CLAIMS], data.REFERENCES):
+        check_latex(render.latex(t), len(t.display.columns))
+
+
+def test_lm_steps_to_the_baseline_final_loss(mixed):
+    runs, epochs = mixed
+    t = tables.time_table(runs, epochs, "default", levels={"wikitext103": [3.5]})
+    df = t.data[t.data["experiment"] == "wikitext103"]
+    target = lm_final("default").mean()
+    assert list(df["target"].unique()) == ["default final", "3.5 nats/token"] and set(df["x"]) == {"step"}
+    for goal in (target, 3.5):
+        rows = df[df["target_value"] == goal].set_index("arm")
+        hit = {arm: np.array([data.first_step(data.lm_curve(arm, f), goal) for f in lm_final(arm)])
+               for arm in ("default", "mimetic")}
+        for arm, sec in (("default", 10.0), ("mimetic", 12.0)):
+            ok = hit[arm][~np.isnan(hit[arm])]
+            assert rows.loc[arm, "reached"] == len(ok) and rows.loc[arm, "at_mean"] == pytest.approx(ok.mean())
+            assert rows.loc[arm, "wall_time_mean"] == pytest.approx(sec * ok.mean() / 100)
+        both = ~np.isnan(hit["default"]) & ~np.isnan(hit["mimetic"])
+        assert rows.loc["mimetic", "d_at_mean"] == pytest.approx((hit["mimetic"] - hit["default"])[both].mean())
+    # seeds 1 and 3 of the baseline end above its own mean final loss: they never reach it
+    assert df[(df["target_value"] == target) & (df["arm"] == "default")]["reached"].item() == 2
+    shown = t.display[t.display["experiment"] == "wikitext103"]
+    assert f"default final ({target:.3f} nats/token)" in set(shown["target"]) and "epochs / steps" in t.display
+    assert "steps" in tables.time_table(runs[runs["kind"] == "lm"], epochs, "default").display.columns
+    with pytest.raises(ValueError, match="give levels per experiment"):
+        tables.time_table(runs, epochs, "default", levels=[50.0])
+
+
+def test_every_caption_says_what_a_language_model_gain_is():
+    folder = REPO / "workflow/report"
+    captions = sorted([*folder.glob("figure_*.rst"), *folder.glob("table_*.rst")])
+    # every figure and table the report shows (the summary is for the folder, not the report)
+    assert {c.stem for c in captions} == {f"figure_{n}" for n in outputs.figure_names(grid=True)} | {
+        f"table_{n}" for n in outputs.table_names(grid=True) if n != "summary"}
+    for caption in captions:
+        text = " ".join(caption.read_text().split())
+        assert "baseline's validation loss minus the arm's" in text and "positive = the arm is better" in text, \
+            caption.name

@@ -18,23 +18,42 @@ import yaml
 from mimetic import yamlfile
 
 
-
 class SpecError(ValueError):
     """A claims or references file that does not parse or does not match its schema."""
 
 
+# A claim without a number claims the sign of the gain (positive: the treatment is better).
+SIGNS = {"positive": 1, "negative": -1}
+
+
 @dataclass(frozen=True)
 class Claim:
+    """A claimed gain of `treatment` over `baseline` on `metric`, paired by seed: a number in the
+    metric's gain unit (accuracy points; nats per token, baseline loss - treatment loss, for a
+    loss) or, where the source gives none, a `direction` (SIGNS)."""
+
     id: str
     experiment: str
     baseline: str
     treatment: str
-    gain: float  # accuracy points
+    gain: float | None
     quote: str
     source: str
     metric: str = "final_test_acc"
     url: str | None = None
     note: str | None = None
+    direction: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.gain is None) == (self.direction is None):
+            raise ValueError(f"claim {self.id}: give a gain or a direction, exactly one")
+        if self.direction is not None and self.direction not in SIGNS:
+            raise ValueError(f"claim {self.id}: direction {self.direction!r} is none of {list(SIGNS)}")
+
+    @property
+    def sign(self) -> int | None:
+        """The claimed sign of the gain, for a direction claim; None for a numeric one."""
+        return None if self.direction is None else SIGNS[self.direction]
 
 
 @dataclass(frozen=True)
@@ -76,9 +95,18 @@ def validate(path: str | os.PathLike, schema: str | os.PathLike) -> dict:
     validator = jsonschema.Draft202012Validator(spec)
     errors = sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = [f"{path}: {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors]
+        lines = [f"{path}: {'/'.join(map(str, e.absolute_path)) or '(top level)'}: {_message(e)}" for e in errors]
         raise SpecError("\n".join(lines))
     return _with_defaults(doc, spec, spec)
+
+
+def _message(e: jsonschema.ValidationError) -> str:
+    # jsonschema's oneOf message repeats the whole instance (a claim's quote and all): name the
+    # alternatives by their titles instead.
+    if e.validator != "oneOf" or not all("title" in s for s in e.validator_value):
+        return e.message
+    titles = " or ".join(s["title"] for s in e.validator_value)
+    return f"needs exactly one of {titles}; it has {'none' if e.context else 'several'}"
 
 
 def _resolve(node: dict, root: dict) -> dict:
@@ -124,7 +152,7 @@ def load_claims(path: str | os.PathLike, schema: str | os.PathLike) -> list[Clai
     """The claims of `path` in file order, checked against `schema` (the workflow's
     schemas/claims.schema.yaml)."""
     doc = validate(path, schema)
-    claims = [Claim(id=str(cid), **{k: (float(v) if k == "gain" else v) for k, v in c.items()})
+    claims = [Claim(id=str(cid), **{"gain": None, **{k: (float(v) if k == "gain" else v) for k, v in c.items()}})
               for cid, c in doc["claims"].items()]
     _check_claim_arms(Path(path), claims)
     return claims

@@ -1,5 +1,7 @@
 """The results figures, one function per figure; each writes the files it is given (PNG, PDF:
-by suffix). The attention-structure figures are mimetic.report.structure_figures."""
+by suffix). Each panel speaks its experiment's metric (compare.Metric): accuracy over epochs, or
+validation loss (nats per token, lower is better) over steps, whose gain is baseline loss - arm
+loss. The attention-structure figures are mimetic.report.structure_figures."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import seaborn as sns
 
 from mimetic.report import compare, outputs, stats
 from mimetic.report._plot import Outputs, look, save
-from mimetic.report.claims import Claim
+from mimetic.report.claims import SIGNS, Claim
 from mimetic.report.render import time_unit
 
 
@@ -45,21 +47,22 @@ def paper_look():
     return look("whitegrid", 1.15, {"axes.titlesize": 11, "axes.labelsize": 10.5, "legend.fontsize": 9.5})
 
 
-def learning_curves(epochs: pd.DataFrame, out: Outputs, metric: str = "test_acc",
-                    label: str = "test accuracy (%)", baseline: str = "default",
+def learning_curves(epochs: pd.DataFrame, out: Outputs, baseline: str = "default",
                     colors: dict[str, str] | None = None) -> None:
-    """`metric` vs epoch, one panel per experiment, one line per arm: mean over seeds with a
-    band of ± one standard deviation. Arms keep their arm_colors() colour."""
+    """Each experiment's curve (test accuracy vs epoch; validation loss vs step for a language
+    model), one panel per experiment, one line per arm: mean over seeds with a band of ± one
+    standard deviation. Arms keep their arm_colors() colour."""
     with paper_look():
         colors = colors or arm_colors(epochs["arm"].unique(), baseline)
         experiments = sorted(epochs["experiment"].unique())
         fig, axes = plt.subplots(1, len(experiments), figsize=(4.5 * len(experiments), 3.6), squeeze=False)
         for ax, exp in zip(axes[0], experiments):
+            m = compare.metric_of(epochs, exp)
             df = epochs[epochs["experiment"] == exp]
             n = df.groupby("arm")["seed"].nunique()
             order = [a for a in colors if a in n.index]
-            sns.lineplot(df, x="epoch", y=metric, hue="arm", hue_order=order, palette=colors, errorbar="sd", ax=ax)
-            ax.set(title=f"{exp} (mean ± sd over seeds)", xlabel="epoch", ylabel=label)
+            sns.lineplot(df, x=m.x, y=m.curve, hue="arm", hue_order=order, palette=colors, errorbar="sd", ax=ax)
+            ax.set(title=f"{exp} (mean ± sd over seeds)", xlabel=m.x, ylabel=m.label)
             ax.legend(title=None, labels=[f"{a} (n={n[a]})" for a in order],
                       handles=ax.get_legend().legend_handles)
         fig.tight_layout()
@@ -76,9 +79,10 @@ def _offsets(k: int, width: float = 0.5) -> np.ndarray:
 
 def final_accuracy(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
                    treatment: str = compare.TREATMENT, colors: dict[str, str] | None = None,
-                   metric: str = compare.METRIC) -> None:
-    """Final test accuracy per experiment (one panel each, own y scale) and arm: every seed as a
-    dot, the mean ± sd as a bar beside them; n per arm under its name."""
+                   metric: str | None = None) -> None:
+    """Each experiment's final metric (`metric`, None: test accuracy or validation loss; one panel
+    each, own y scale) per arm: every seed as a dot, the mean ± sd as a bar beside them; n per
+    arm under its name. A panel whose metric differs from its left neighbour's names it."""
     with paper_look():
         colors = colors or arm_colors(runs["arm"].unique(), baseline, treatment)
         experiments = sorted(runs["experiment"].unique())
@@ -103,7 +107,10 @@ def final_accuracy(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
             ax.set_xlim(-0.6, len(arms) - 0.4)
             ax.set_title(exp)
             ax.grid(axis="x", visible=False)
-        axes[0, 0].set_ylabel("final test accuracy (%)" if metric == "final_test_acc" else f"{metric} (%)")
+        labels = [compare.metric_of(runs, e).label_of(compare.column(runs, e, metric)) for e in experiments]
+        for i, (ax, label) in enumerate(zip(axes[0], labels)):
+            if i == 0 or label != labels[i - 1]:
+                ax.set_ylabel(label)
         handles = [matplotlib.lines.Line2D([], [], ls="", marker="o", color="0.5", label="one seed"),
                    matplotlib.lines.Line2D([], [], ls="-", marker="_", markersize=14, color="0.15",
                                            label="mean ± sd over seeds")]
@@ -113,7 +120,7 @@ def final_accuracy(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
 
 
 def _forest_rows(runs: pd.DataFrame, claims: Sequence[Claim], baseline: str, treatment: str,
-                 metric: str) -> list[dict]:
+                 metric: str | None) -> list[dict]:
     """One row per claim, then per remaining (experiment, arm) vs the baseline, grouped by experiment."""
     main = compare.main(runs, baseline, claims, (), treatment, metric)
     rows = []
@@ -123,64 +130,36 @@ def _forest_rows(runs: pd.DataFrame, claims: Sequence[Claim], baseline: str, tre
     covered = {(r["experiment"], r["treatment"], r["baseline"]) for r in rows}
     for r in abl.to_dict("records"):
         if r["arm"] != baseline and (r["experiment"], r["arm"], baseline) not in covered:
-            rows.append({**r, "treatment": r["arm"], "baseline": baseline, "claim": "", "claimed_gain": np.nan})
+            rows.append({**r, "treatment": r["arm"], "baseline": baseline, "claim": "", "claimed_gain": np.nan,
+                         "claimed_direction": ""})
     order = list(dict.fromkeys(r["experiment"] for r in rows))
     return sorted(rows, key=lambda r: order.index(r["experiment"]))  # stable: claims first in each experiment
 
 
+def _gain_axis(m: compare.Metric, col: str, arm: str, baseline: str) -> str:
+    """'gain in final test accuracy (percentage points), treatment − baseline, paired by seed'."""
+    better = "" if m.higher_is_better else f" (positive: {arm} better)"
+    return f"gain in {m.name_of(col)} ({m.gain_words}), {m.gain_text(arm, baseline)}, paired by seed{better}"
+
+
 def gain_forest(runs: pd.DataFrame, claims: Sequence[Claim], out: Outputs, baseline: str = "default",
                 treatment: str = compare.TREATMENT, colors: dict[str, str] | None = None,
-                metric: str = compare.METRIC) -> None:
+                metric: str | None = None) -> None:
     """The answer at a glance: per claim (and per other arm) the gain over the baseline paired by
-    seed, its 95% t-interval, every seed's gain, the claimed gain as a marker, and the verdict."""
+    seed, its 95% t-interval, every seed's gain, the claimed gain as a marker (a claimed direction
+    as a triangle at 0 pointing to its side), and the verdict. One panel per metric compared
+    (own x scale and unit): accuracy gains and loss gains do not share an axis."""
     with paper_look():
         colors = colors or arm_colors(runs["arm"].unique(), baseline, treatment)
         rows = _forest_rows(runs, claims, baseline, treatment, metric)
-        fig, ax = plt.subplots(figsize=(8.2, 0.62 * len(rows) + 1.9), layout="constrained")
-        ys = np.arange(len(rows))[::-1]
-        labels, xs = [], [0.0]
-        for y, r in zip(ys, rows):
-            color = colors.get(r["treatment"], "0.4")
-            n = r.get("gain_n")
-            has = isinstance(n, (int, float)) and not np.isnan(n) and n > 0
-            if has:
-                t = compare.values(runs, r["experiment"], r["treatment"], r["metric"] if "metric" in r else metric)
-                b = compare.values(runs, r["experiment"], r["baseline"], r["metric"] if "metric" in r else metric)
-                d = (t - b).dropna()
-                ax.scatter(d, y + 0.18 + np.zeros(len(d)), s=14, color=color, alpha=0.55, edgecolor="none", zorder=3)
-                if not np.isnan(r["gain_t_lo"]):
-                    ax.plot([r["gain_t_lo"], r["gain_t_hi"]], [y, y], color=color, lw=2.4, solid_capstyle="butt",
-                            zorder=3)
-                    xs += [r["gain_t_lo"], r["gain_t_hi"]]
-                ax.plot(r["gain_mean"], y, "o", color=color, markersize=7, markeredgecolor="black", markeredgewidth=0.6,
-                        zorder=6)  # above the claim's hollow diamond, which stays visible around it
-                xs += list(d)
-            if not np.isnan(r["claimed_gain"]):
-                ax.plot(r["claimed_gain"], y, "D", markersize=9.5, markerfacecolor="none", markeredgecolor="black",
-                        markeredgewidth=1.3, zorder=5)
-                xs.append(r["claimed_gain"])
-            name = f"{r['experiment']}: {r['treatment']} vs {r['baseline']}"
-            detail = (f"claim {r['claim']}, " if r["claim"] else "") + (f"n={int(n)}" if has else "no runs")
-            labels.append(f"{name}\n{detail}")
-            # What was measured stands out; "not run" and "too few seeds" recede (no interval to read).
-            measured = has and not np.isnan(r["gain_t_lo"])
-            ax.annotate(r["verdict"], xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(8, 0),
-                        textcoords="offset points", va="center", ha="left", fontsize=9.5,
-                        fontweight="bold" if measured else "normal", fontstyle="normal" if measured else "italic",
-                        color="0.1" if measured else "0.5")
-        ax.axvline(0, color="0.3", lw=0.9, ls="--", zorder=1)
-        lo, hi = min(xs), max(xs)
-        pad = 0.08 * (hi - lo or 1.0)
-        ax.set_xlim(lo - pad, hi + pad)
-        ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_yticks(ys, labels, fontsize=9)
-        bounds = [i for i in range(1, len(rows)) if rows[i]["experiment"] != rows[i - 1]["experiment"]]
-        for i in bounds:
-            ax.axhline(ys[i] + 0.5, color="0.75", lw=0.8)
-        unit = "final test accuracy" if metric == "final_test_acc" else metric
-        ax.set_xlabel(f"gain in {unit} (percentage points), treatment − baseline, paired by seed")
-        ax.set_title("Paired gain over the baseline: mean and 95% t-interval (verdict at right)")
-        ax.grid(axis="y", visible=False)
+        panels = {col: [r for r in rows if r["metric"] == col] for col in dict.fromkeys(r["metric"] for r in rows)}
+        fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained",
+                                 figsize=(8.2, 0.62 * len(rows) + 1.9 + 0.9 * (len(panels) - 1)),
+                                 gridspec_kw={"height_ratios": [len(p) for p in panels.values()]})
+        for ax, (col, part) in zip(axes[:, 0], panels.items()):
+            _forest_panel(ax, runs, part, colors)
+            ax.set_xlabel(_gain_axis(compare.metric_named(col), col, "treatment", "baseline"))
+        axes[0, 0].set_title("Paired gain over the baseline: mean and 95% t-interval (verdict at right)")
         handles = [matplotlib.lines.Line2D([], [], ls="-", lw=2.4, marker="o", markersize=7, color="0.45",
                                            markeredgecolor="black", markeredgewidth=0.6,
                                            label="mean gain, 95% t-interval"),
@@ -188,15 +167,65 @@ def gain_forest(runs: pd.DataFrame, claims: Sequence[Claim], out: Outputs, basel
                                            label="one seed"),
                    matplotlib.lines.Line2D([], [], ls="", marker="D", markersize=8, markerfacecolor="none",
                                            markeredgecolor="black", markeredgewidth=1.3, label="claimed gain")]
-        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+        if any(r["claimed_direction"] for r in rows):
+            handles.append(matplotlib.lines.Line2D([], [], ls="", marker=">", markersize=9, markerfacecolor="none",
+                                                   markeredgecolor="black", markeredgewidth=1.3,
+                                                   label="claimed direction"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
         save(fig, out)
 
 
+def _forest_panel(ax: plt.Axes, runs: pd.DataFrame, rows: list[dict], colors: dict[str, str]) -> None:
+    ys = np.arange(len(rows))[::-1]
+    labels, xs = [], [0.0]
+    for y, r in zip(ys, rows):
+        color = colors.get(r["treatment"], "0.4")
+        n = r.get("gain_n")
+        has = isinstance(n, (int, float)) and not np.isnan(n) and n > 0
+        if has:
+            d = compare.seed_gains(runs, r["experiment"], r["treatment"], r["baseline"], r["metric"])
+            ax.scatter(d, y + 0.18 + np.zeros(len(d)), s=14, color=color, alpha=0.55, edgecolor="none", zorder=3)
+            if not np.isnan(r["gain_t_lo"]):
+                ax.plot([r["gain_t_lo"], r["gain_t_hi"]], [y, y], color=color, lw=2.4, solid_capstyle="butt",
+                        zorder=3)
+                xs += [r["gain_t_lo"], r["gain_t_hi"]]
+            ax.plot(r["gain_mean"], y, "o", color=color, markersize=7, markeredgecolor="black", markeredgewidth=0.6,
+                    zorder=6)  # above the claim's hollow diamond, which stays visible around it
+            xs += list(d)
+        if not np.isnan(r["claimed_gain"]):
+            ax.plot(r["claimed_gain"], y, "D", markersize=9.5, markerfacecolor="none", markeredgecolor="black",
+                    markeredgewidth=1.3, zorder=5)
+            xs.append(r["claimed_gain"])
+        if r["claimed_direction"]:
+            ax.plot(0.0, y, ">" if SIGNS[r["claimed_direction"]] > 0 else "<", markersize=10, markerfacecolor="none",
+                    markeredgecolor="black", markeredgewidth=1.3, zorder=5)
+        name = f"{r['experiment']}: {r['treatment']} vs {r['baseline']}"
+        detail = (f"claim {r['claim']}, " if r["claim"] else "") + (f"n={int(n)}" if has else "no runs")
+        labels.append(f"{name}\n{detail}")
+        # What was measured stands out; "not run" and "too few seeds" recede (no interval to read).
+        measured = has and not np.isnan(r["gain_t_lo"])
+        ax.annotate(r["verdict"], xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(8, 0),
+                    textcoords="offset points", va="center", ha="left", fontsize=9.5,
+                    fontweight="bold" if measured else "normal", fontstyle="normal" if measured else "italic",
+                    color="0.1" if measured else "0.5")
+    ax.axvline(0, color="0.3", lw=0.9, ls="--", zorder=1)
+    lo, hi = min(xs), max(xs)
+    pad = 0.08 * (hi - lo or 1.0)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_yticks(ys, labels, fontsize=9)
+    bounds = [i for i in range(1, len(rows)) if rows[i]["experiment"] != rows[i - 1]["experiment"]]
+    for i in bounds:
+        ax.axhline(ys[i] + 0.5, color="0.75", lw=0.8)
+    ax.grid(axis="y", visible=False)
+
+
 def arm_ranking(runs: pd.DataFrame, out: Outputs, baseline: str = "default", treatment: str = compare.TREATMENT,
-                colors: dict[str, str] | None = None, metric: str = compare.METRIC) -> None:
+                colors: dict[str, str] | None = None, metric: str | None = None) -> None:
     """Which init wins here: per experiment (one panel each, own x scale) every arm but the
     baseline, ranked by its mean gain over the baseline paired by seed (best on top), with its 95%
-    t-interval and every seed's gain. An arm without two pairs has no interval and ranks last."""
+    t-interval and every seed's gain, in the experiment's gain unit. An arm without two pairs has no
+    interval and ranks last."""
     with paper_look():
         colors = colors or arm_colors(runs["arm"].unique(), baseline, treatment)
         abl = compare.ablation(runs, baseline, treatment, metric)
@@ -209,9 +238,9 @@ def arm_ranking(runs: pd.DataFrame, out: Outputs, baseline: str = "default", tre
             part = abl[abl["experiment"] == exp].sort_values("gain_mean", na_position="first", kind="stable")
             for y, r in enumerate(part.to_dict("records")):
                 color = colors.get(r["arm"], "0.4")
-                gains = (compare.values(runs, exp, r["arm"], metric) - compare.values(runs, exp, baseline, metric))
-                ax.scatter(gains.dropna(), np.full(gains.notna().sum(), y + 0.2), s=12, color=color, alpha=0.55,
-                           edgecolor="none", zorder=3)
+                gains = compare.seed_gains(runs, exp, r["arm"], baseline, r["metric"])
+                ax.scatter(gains, np.full(len(gains), y + 0.2), s=12, color=color, alpha=0.55, edgecolor="none",
+                           zorder=3)
                 if not np.isnan(r["gain_t_lo"]):
                     ax.plot([r["gain_t_lo"], r["gain_t_hi"]], [y, y], color=color, lw=2.6, solid_capstyle="butt",
                             zorder=3)
@@ -222,10 +251,13 @@ def arm_ranking(runs: pd.DataFrame, out: Outputs, baseline: str = "default", tre
             ax.set_yticks(range(len(part)), [f"{a} (n={int(n)})" for a, n in zip(part["arm"], part["gain_n"])])
             ax.set_ylim(-0.6, max(len(part), 1) - 0.4)
             ax.set_title(exp)
-            ax.set_xlabel(f"gain over {baseline} (points), paired by seed")
+            m = compare.metric_of(runs, exp)
+            rule = "" if m.higher_is_better else f",\n{m.gain_text('arm', baseline)}"
+            ax.set_xlabel(f"gain over {baseline} ({m.gain_unit}{rule}), paired by seed")
             ax.grid(axis="y", visible=False)
-        unit = "final test accuracy" if metric == "final_test_acc" else metric
-        fig.suptitle(f"Arms ranked by mean gain in {unit}: mean and 95% t-interval, dots = seeds", fontsize=11)
+        names = {compare.metric_of(runs, e).name_of(compare.column(runs, e, metric)) for e in experiments}
+        what = names.pop() if len(names) == 1 else "each experiment's metric"
+        fig.suptitle(f"Arms ranked by mean gain in {what}: mean and 95% t-interval, dots = seeds", fontsize=11)
         save(fig, out)
 
 
@@ -239,8 +271,9 @@ def time_to_accuracy(runs: pd.DataFrame, epochs: pd.DataFrame, out: Outputs, bas
                      treatment: str = compare.TREATMENT,
                      levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
                      colors: dict[str, str] | None = None) -> None:
-    """Epochs (top row) and wall time (bottom row) for each arm to reach each target accuracy:
-    the baseline's mean final accuracy and fixed levels; one column per experiment. Dots: runs;
+    """Epochs (steps, for a language model: top row) and wall time (bottom row) for each arm to
+    reach each target of its experiment's metric: the baseline's mean final value (accuracy, or
+    validation loss from above) and fixed levels; one column per experiment. Dots: runs;
     marker and bar: mean ± sd over the runs that reach it; k/n at the right: runs that reach it,
     where not all do."""
     with paper_look():
@@ -261,8 +294,9 @@ def time_to_accuracy(runs: pd.DataFrame, epochs: pd.DataFrame, out: Outputs, bas
             arms = compare.arm_order(part["arm"], baseline, treatment)
             tgts = list(dict.fromkeys(part["target"]))
             step = 0.8 / len(arms)
-            goal_acc = goals[goals["experiment"] == exp].set_index("target")["target_acc"]
-            for row, (what, label, div) in enumerate((("epoch", "epochs to reach", 1.0),
+            goal = goals[goals["experiment"] == exp].set_index("target")["target_value"]
+            m = compare.metric_of(runs, exp)
+            for row, (what, label, div) in enumerate((("at", f"{m.xs} to reach", 1.0),
                                                       ("wall_time", f"wall time to reach ({unit})", scale))):
                 ax = axes[row, col]
                 top = float(np.nanmax(part[what].to_numpy() / div)) if part[what].notna().any() else 1.0
@@ -281,8 +315,8 @@ def time_to_accuracy(runs: pd.DataFrame, epochs: pd.DataFrame, out: Outputs, bas
                             ax.annotate(f"{len(ok)}/{len(v)}", xy=(1.0, y), xycoords=("axes fraction", "data"),
                                         xytext=(-3, 0), textcoords="offset points", ha="right", va="center",
                                         fontsize=7.5, color="0.2")
-                ax.set_yticks(range(len(tgts)), [f"{t}\n({goal_acc[t]:.1f}%)" if not t.endswith("%") else t
-                                                 for t in tgts])
+                ax.set_yticks(range(len(tgts)), [f"{t}\n({m.text(goal[t], m.digits - 1)})"
+                                                 if t == f"{baseline} final" else t for t in tgts])
                 ax.set_ylim(len(tgts) - 0.5, -0.5)
                 ax.set_xlabel(label)
                 ax.grid(axis="y", visible=False)
@@ -290,8 +324,8 @@ def time_to_accuracy(runs: pd.DataFrame, epochs: pd.DataFrame, out: Outputs, bas
                     ax.axhline(b, color="0.8", lw=0.7)
                 if row == 0:
                     ax.set_title(f"{exp} ({_n_label(runs, exp)})")
-                if col == 0:
-                    ax.set_ylabel("target test accuracy")
+                if col == 0 or m != compare.metric_of(runs, experiments[col - 1]):
+                    ax.set_ylabel(f"target {m.name}")
         handles = [matplotlib.lines.Line2D([], [], ls="", marker="o", color=colors[a], markeredgecolor="black",
                                            markeredgewidth=0.5, label=a) for a in colors if a in set(runs["arm"])]
         fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 4), frameon=False)
@@ -304,10 +338,10 @@ def time_to_accuracy(runs: pd.DataFrame, epochs: pd.DataFrame, out: Outputs, bas
 
 
 def grid_heatmap(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
-                 metric: str = compare.METRIC) -> None:
+                 metric: str | None = None) -> None:
     """Per (alpha, beta) grid (compare.grid): the mean gain over the baseline, paired by seed, as
-    colour (diverging, 0 white), each cell annotated with the gain, its 95% t-interval and the
-    arm's mean accuracy; cells without an arm are hatched."""
+    colour (diverging, 0 white; one scale per metric), each cell annotated with the gain, its 95%
+    t-interval and the arm's mean value of the metric; cells without an arm are hatched."""
     with paper_look():
         g = compare.grid(runs, baseline, metric)
         if g.empty:
@@ -316,28 +350,34 @@ def grid_heatmap(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
                      beta=[compare.axis_label(r, "beta") for r in g.to_dict("records")])
         key = lambda s: [float(x) for x in s.split(" / ")] if s else []  # noqa: E731
         panels = list(g.groupby(["experiment", "group"], sort=True))
-        # one symmetric scale for every panel, set by the mean gains (intervals would wash them out)
-        limit = float(np.nanmax(np.abs(g["gain_mean"].to_numpy()))) or 1.0
+        # one symmetric scale for the panels of each metric, set by the mean gains (intervals would wash them out)
+        limits = {col: float(np.nanmax(np.abs(part["gain_mean"].to_numpy()))) or 1.0
+                  for col, part in g.groupby("metric")}
         sizes = [(len(p["beta"].unique()), len(p["alpha"].unique())) for _, p in panels]
         fig, axes = plt.subplots(1, len(panels), squeeze=False, layout="constrained",
                                  figsize=(sum(1.9 * w + 1.2 for w, _ in sizes) + 1.2,
                                           1.2 * max(h for _, h in sizes) + 1.8))
+        images = {}
         for ax, ((exp, _), part) in zip(axes[0], panels):
+            col = part["metric"].iloc[0]
+            m, limit = compare.metric_named(col), limits[col]
             alphas, betas = sorted(part["alpha"].unique(), key=key), sorted(part["beta"].unique(), key=key)
-            m = np.full((len(alphas), len(betas)), np.nan)
+            cells = np.full((len(alphas), len(betas)), np.nan)
             for r in part.to_dict("records"):
                 i, j = alphas.index(r["alpha"]), betas.index(r["beta"])
-                m[i, j] = r["gain_mean"]
-                text = f"{r['gain_mean']:+.2f}" + (f"\n[{r['gain_t_lo']:.2f}, {r['gain_t_hi']:.2f}]"
-                                                    if not np.isnan(r["gain_t_lo"]) else "") + f"\n{r['mean']:.2f}%"
+                cells[i, j] = r["gain_mean"]
+                d = m.digits
+                text = f"{r['gain_mean']:+.{d}f}" + (f"\n[{r['gain_t_lo']:.{d}f}, {r['gain_t_hi']:.{d}f}]"
+                                                     if not np.isnan(r["gain_t_lo"]) else "") + f"\n{m.text(r['mean'])}"
                 dark = abs(r["gain_mean"]) > 0.6 * limit
                 ax.text(j, i, text.replace("-", "\u2212"), ha="center", va="center", fontsize=8.5,
                         color="white" if dark else "black")
-            for i, j in zip(*np.nonzero(np.isnan(m))):
+            for i, j in zip(*np.nonzero(np.isnan(cells))):
                 ax.text(j, i, "not run", ha="center", va="center", fontsize=8.5, color="0.45")
             ax.add_patch(matplotlib.patches.Rectangle((-0.5, -0.5), len(betas), len(alphas), fill=False,
                                                       hatch="///", edgecolor="0.8", lw=0, zorder=0))
-            im = ax.imshow(np.ma.masked_invalid(m), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+            im = ax.imshow(np.ma.masked_invalid(cells), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+            images.setdefault(col, []).append((ax, im))
             ax.set_xticks(range(len(betas)), betas)
             ax.set_yticks(range(len(alphas)), alphas)
             ax.set_xlabel("β (Q/K / V/Proj)")
@@ -347,8 +387,13 @@ def grid_heatmap(runs: pd.DataFrame, out: Outputs, baseline: str = "default",
             ns = sorted(set(part["n"]))
             ax.set_title(f"{exp}: {part['init'].iloc[0]}" + (f" ({fixed})" if fixed else "")
                          + f"\nn={'/'.join(map(str, ns))} seeds per cell", fontsize=10)
-        fig.colorbar(im, ax=axes, shrink=0.9, label=f"gain over {baseline} (points),\npaired by seed")
-        fig.suptitle("(α, β) grid: cell = mean gain [95% t-interval], mean final accuracy", fontsize=11)
+        for col, drawn in images.items():  # one colour bar per metric, beside its panels
+            m = compare.metric_named(col)
+            fig.colorbar(drawn[0][1], ax=[ax for ax, _ in drawn], shrink=0.9,
+                         label=f"gain over {baseline} ({m.gain_unit}),\npaired by seed")
+        names = {compare.metric_named(col).name_of(col) for col in images}
+        what = names.pop() if len(names) == 1 else "value of its metric"
+        fig.suptitle(f"(α, β) grid: cell = mean gain [95% t-interval], mean {what}", fontsize=11)
         save(fig, out)
 
 

@@ -1,7 +1,8 @@
 """Paired statistics over seeds: pure functions on arrays, no DataFrames, no files.
 
 Arms are compared seed for seed (both runs of a seed share data order and every weight outside
-attention), so the unit of analysis is the per-seed difference treatment - baseline. Its 95%
+attention), so the unit of analysis is the per-seed difference treatment - baseline (of values
+signed so that larger is better: mimetic.report.compare negates a loss first). Its 95%
 interval is Student's t-interval over those differences; from BOOTSTRAP_MIN_N seeds on, a
 percentile bootstrap interval of their mean is added (fixed generator seed: reruns print the same
 numbers). The test is the paired t-test (scipy.stats.ttest_rel), two-sided.
@@ -120,17 +121,28 @@ def paired(treatment: object, baseline: object, level: float = LEVEL,
     return Paired(s.n, s.mean, s.sd, t_lo, t_hi, boot[0], boot[1], paired_p(t, b))
 
 
-def verdict(gain: Paired | None, claimed: float | None) -> str:
+def verdict(gain: Paired | None, claimed: float | None = None, sign: int | None = None) -> str:
     """The verdict on a claimed gain from the t-interval [lo, hi] of the paired gain.
 
-    None for `gain`: the experiment or an arm was not run. Without a claim (claimed None) an
-    interval above 0 is a SIGNIFICANT gain; the other cases read as for a claim.
+    None for `gain`: the experiment or an arm was not run. A numeric claim (`claimed`) is
+    REPRODUCED when lo > 0 and hi >= claimed. A direction claim (`sign` +1 or -1: the claimed sign
+    of the gain, where the source gives no number) is REPRODUCED when the interval excludes 0 on
+    the claimed side, REVERSED when it excludes 0 on the other side. Without either an interval
+    above 0 is a SIGNIFICANT gain. The other cases read alike for all three.
     """
+    if claimed is not None and sign is not None:
+        raise ValueError(f"a claim has a gain ({claimed}) or a direction ({sign:+d}), not both")
+    if sign not in (None, 1, -1):
+        raise ValueError(f"a claimed direction is +1 or -1, not {sign!r}")
     if gain is None:
         return NOT_RUN
     if gain.n < 2:
         return TOO_FEW
     lo, hi = gain.t_lo, gain.t_hi
+    if sign is not None:
+        # a claimed negative gain is the mirror image of a positive one
+        lo, hi = (lo, hi) if sign > 0 else (-hi, -lo)
+        return REPRODUCED if lo > 0 else REVERSED if hi < 0 else NOT_SIGNIFICANT
     if hi < 0:
         return REVERSED
     if lo <= 0:

@@ -1,5 +1,8 @@
 """The result tables: numbers from mimetic.report.compare, formatted for people, each written as CSV,
-Markdown, LaTeX booktabs fragment and HTML by mimetic.report.render.
+Markdown, LaTeX booktabs fragment and HTML by mimetic.report.render. Each row speaks its
+experiment's metric (compare.Metric: accuracy in %, or validation loss in nats per token, lower
+is better, whose gain is baseline loss - arm loss); where a table's rows have one metric its
+headers carry the unit, where they mix metrics a `metric` column names each row's.
 
 write_all() writes, under out_dir, <name>.csv/.md/.tex/.html for each name in
   main               per experiment (one row per claim on it): baseline and treatment accuracy,
@@ -7,8 +10,8 @@ write_all() writes, under out_dir, <name>.csv/.md/.tex/.html for each name in
   verdicts           per claim: claimed vs measured gain, verdict; each quoted sentence and source once
   ablation           every arm of every experiment vs the baseline, paired
   initialization     every arm: its init, what it touches, its first layer's Q/K and V/Proj statistics at init
-  time_to_accuracy   epochs and wall time for each arm to reach the baseline's mean final
-                     accuracy and fixed levels, paired by seed
+  time_to_accuracy   epochs (steps, for language models) and wall time for each arm to reach the
+                     baseline's mean final value and fixed levels, paired by seed
   references         the published numbers with their source and setting
   grid               only when arms form an (alpha, beta) grid (outputs.has_grid on the config)
 """
@@ -25,24 +28,60 @@ import pandas as pd
 
 from mimetic.attention.init import ATTENTION_PARTS
 from mimetic.report import compare, outputs, render, stats
-from mimetic.report.claims import Claim, Reference
+from mimetic.report.claims import SIGNS, Claim, Reference
 from mimetic.report.render import DASH, Table, interval, mean_sd, pvalue, signed, time_unit
 
 _VERDICT_RULE = ("Verdict from the 95% t-interval [lo, hi] of the paired gain: reproduced (lo > 0 and hi >= "
                  "claimed), smaller gain (lo > 0, hi < claimed), no significant gain (lo <= 0 <= hi), reversed "
-                 "(hi < 0), too few seeds (n < 2), not run (experiment or arm absent); without a claim, "
+                 "(hi < 0), too few seeds (n < 2), not run (experiment or arm absent); a claimed direction only "
+                 "(> 0 or < 0: the source gives no number): reproduced when the interval excludes 0 on the claimed "
+                 "side, reversed on the other, no significant gain when it contains 0; without a claim, "
                  "significant gain (lo > 0).")
 _PUBLISHED = ("Published numbers come from other work in other settings (references table, with sources); "
               "they are shown beside ours and never enter our statistics.")
+_MEANING = {"vision": "top-1 test accuracy (%)",
+            "lm": "mean cross-entropy over the validation split in nats per token (lower is better)"}
+_SELECTED = {"vision": "selected on the test set", "lm": "the lowest of its evaluations"}
 
 
-def _metric_note(metrics: pd.Series) -> str:
-    names = {"final_test_acc": "final", "best_test_acc": "best (selected on the test set)"}
-    used = ", ".join(names.get(m, m) for m in metrics.unique()) or "final"
-    return f"Accuracy: {used} top-1 test accuracy (%), mean ± sd over seeds (n runs)."
+def _metrics(columns: pd.Series) -> list[compare.Metric]:
+    return [compare.metric_named(c) for c in columns]
 
 
-def _claimed(v: float) -> str:
+def _shared(metrics: Sequence[compare.Metric]) -> compare.Metric | None:
+    """The one metric of every row; None where the rows mix metrics (or there are none)."""
+    return metrics[0] if metrics and all(m == metrics[0] for m in metrics) else None
+
+
+def _metric_note(columns: pd.Series) -> str:
+    used: dict[compare.Metric, list[str]] = {}
+    for c in columns.unique():
+        m = compare.metric_named(c)
+        used.setdefault(m, []).append("best (" + _SELECTED[m.kind] + ")" if c == m.best else "final")
+    used = used or {compare.ACCURACY: ["final"]}
+    return " ".join(f"{m.name.capitalize()}: {', '.join(w)} {_MEANING[m.kind]}, mean ± sd over seeds (n runs)."
+                    for m, w in used.items())
+
+
+def _gain_note(metrics: Sequence[compare.Metric], arm: str = "treatment", baseline: str = "baseline") -> str:
+    """What a gain is, for each metric among `metrics`."""
+    ms = list(dict.fromkeys(metrics)) or [compare.ACCURACY]
+    parts = []
+    for m in ms:
+        asides = [m.task] * (len(ms) > 1) + [f"positive: the {arm} is better"] * (not m.higher_is_better)
+        parts.append(f"{m.gain_text(arm, baseline)} in {m.gain_words}" + (f" ({'; '.join(asides)})" if asides else ""))
+    return "Gain paired by seed: " + "; ".join(parts)
+
+
+def _reach_words(m: compare.Metric) -> str:
+    """'first epoch whose test accuracy is at or above'."""
+    return (f"first {'evaluation ' * (m.x == 'step')}{m.x} whose {m.name} is at or "
+            f"{'above' if m.higher_is_better else 'below'}")
+
+
+def _claimed(v: float, direction: str = "") -> str:
+    if direction:
+        return "> 0" if SIGNS[direction] > 0 else "< 0"
     return DASH if math.isnan(v) else f"{v:+g}".replace("-", render.MINUS)
 
 
@@ -52,30 +91,38 @@ def summary_table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str,
     reach = compare.time_to_accuracy(compare.reach(runs, epochs, compare.targets(runs, baseline, [])), baseline,
                                      treatment).set_index(["experiment", "arm"])
     keys = list(zip(data["experiment"], data["arm"]))
-    data = data.assign(epochs_to_baseline_final=[reach["epochs_mean"].get(k, math.nan) for k in keys],
+    data = data.assign(to_baseline_final=[reach["at_mean"].get(k, math.nan) for k in keys],
                        reached_baseline=[f"{int(reach.loc[k, 'reached'])}/{int(reach.loc[k, 'n'])}" if k in reach.index
                                          else DASH for k in keys])
+    ms = _metrics(data["metric"])
+    one = _shared(ms)
     display = pd.DataFrame({
         "experiment": data["experiment"], "arm": data["arm"],
+        **({} if one else {"metric": [m.label_of(c) for m, c in zip(ms, data["metric"])]}),
         "seeds": [f"{n} ({seeds})" for n, seeds in data[["n", "seeds"]].values],
-        "final acc (%)": [mean_sd(m, sd) for m, sd in data[["mean", "sd"]].values],
-        "min – max": [f"{render.num(lo)} – {render.num(hi)}" for lo, hi in data[["min", "max"]].values],
-        "gain": data["gain_mean"].map(signed),
-        "95% t-interval": [interval(lo, hi) for lo, hi in data[["gain_t_lo", "gain_t_hi"]].values],
+        f"final {one.short} ({one.unit})" if one else "final": [
+            mean_sd(mean, sd, digits=m.digits) for m, mean, sd in zip(ms, data["mean"], data["sd"])],
+        "min – max": [f"{render.num(lo, m.digits)} – {render.num(hi, m.digits)}"
+                      for m, lo, hi in zip(ms, data["min"], data["max"])],
+        "gain": [signed(g, m.digits) for m, g in zip(ms, data["gain_mean"])],
+        "95% t-interval": [interval(lo, hi, m.digits) for m, lo, hi in zip(ms, data["gain_t_lo"], data["gain_t_hi"])],
         "p": data["gain_p"].map(pvalue),
-        f"epochs to {baseline} final": [f"{render.num(e, 1)} ({r})" for e, r in
-                                        data[["epochs_to_baseline_final", "reached_baseline"]].values]})
-    notes = [_metric_note(pd.Series([compare.METRIC])),
-             f"Gain over {baseline} paired by seed, in accuracy points; {stats.INTERVAL_METHOD}; "
-             f"p: {stats.TEST_METHOD}.",
-             f"Epochs to {baseline} final: mean first epoch whose test accuracy reaches the {baseline} arm's mean "
-             "final accuracy, over the runs that reach it (runs that do / runs)."]
-    return Table("summary", data, display, f"Final test accuracy over seeds and the gain over {baseline}", notes)
+        f"{one.xs if one else 'epochs / steps'} to {baseline} final": [
+            f"{render.num(e, 1)} ({r})" for e, r in data[["to_baseline_final", "reached_baseline"]].values]})
+    notes = [_metric_note(data["metric"]),
+             f"{_gain_note(ms, 'arm', baseline)}; {stats.INTERVAL_METHOD}; p: {stats.TEST_METHOD}.",
+             *(f"{m.xs.capitalize()} to {baseline} final: mean {_reach_words(m)} the {baseline} arm's mean final "
+               f"{m.name}, over the runs that reach it (runs that do / runs)." for m in dict.fromkeys(ms))]
+    what = f"Final {one.name}" if one else "Final accuracy or loss"
+    return Table("summary", data, display, f"{what} over seeds and the gain over {baseline}", notes)
 
 
 def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
                references: Sequence[Reference] = (), treatment: str = compare.TREATMENT) -> Table:
     data = compare.main(runs, baseline, claims, references, treatment)
+    ms = _metrics(data["metric"])
+    one = _shared(ms)
+    unit = f" ({one.unit})" if one else ""
     # One comparison throughout: the arm names head the columns. Several (claims on other arms):
     # generic headers and a column naming each row's comparison.
     several = data["baseline"].nunique() > 1 or data["treatment"].nunique() > 1
@@ -85,13 +132,17 @@ def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
         "experiment": data["experiment"],
         "claim": [c or DASH for c in data["claim"]],
         "comparison": [f"{t} vs {b}" for t, b in data[["treatment", "baseline"]].values],
-        f"{base_name} (%)": [mean_sd(*r) for r in data[["baseline_mean", "baseline_sd", "baseline_n"]].values],
-        f"{treat_name} (%)": [mean_sd(*r) for r in data[["treatment_mean", "treatment_sd", "treatment_n"]].values],
-        "gain (points)": data["gain_mean"].map(signed),
-        "95% t-interval": [interval(lo, hi) for lo, hi in data[["gain_t_lo", "gain_t_hi"]].values],
-        "95% bootstrap": [interval(lo, hi) for lo, hi in data[["gain_boot_lo", "gain_boot_hi"]].values],
+        "metric": [m.label_of(c) for m, c in zip(ms, data["metric"])],
+        f"{base_name}{unit}": [mean_sd(*r, digits=m.digits) for m, r in
+                               zip(ms, data[["baseline_mean", "baseline_sd", "baseline_n"]].values)],
+        f"{treat_name}{unit}": [mean_sd(*r, digits=m.digits) for m, r in
+                                zip(ms, data[["treatment_mean", "treatment_sd", "treatment_n"]].values)],
+        f"gain ({one.gain_unit})" if one else "gain": [signed(g, m.digits) for m, g in zip(ms, data["gain_mean"])],
+        "95% t-interval": [interval(lo, hi, m.digits) for m, lo, hi in zip(ms, data["gain_t_lo"], data["gain_t_hi"])],
+        "95% bootstrap": [interval(lo, hi, m.digits)
+                          for m, lo, hi in zip(ms, data["gain_boot_lo"], data["gain_boot_hi"])],
         "p": data["gain_p"].map(pvalue),
-        "claimed": data["claimed_gain"].map(_claimed),
+        "claimed": [_claimed(v, d) for v, d in data[["claimed_gain", "claimed_direction"]].values],
         "verdict": data["verdict"],
         f"published ({base_name} → {treat_name})": [
             compare.published(references, e, [b, t], compact=True) or DASH
@@ -99,14 +150,16 @@ def main_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim] = (),
     }
     if not several:
         del columns["comparison"]
+    if one:
+        del columns["metric"]
     display = pd.DataFrame(columns)
     notes = [_metric_note(data["metric"]),
-             f"Gain: treatment − baseline paired by seed, in accuracy points; {stats.INTERVAL_METHOD}; "
-             f"p: {stats.TEST_METHOD}.",
+             f"{_gain_note(ms)}; {stats.INTERVAL_METHOD}; p: {stats.TEST_METHOD}.",
              _VERDICT_RULE, _PUBLISHED]
-    align = ["l", "l"] + ["l"] * several + ["r"] * 7 + ["l", "p{4.2cm}"]
-    return Table("main", data, display, f"{treat_name} vs {base_name}: final test accuracy, paired gain and "
-                 "verdict on each claim", notes, align)
+    align = ["l", "l"] + ["l"] * several + ["l"] * (one is None) + ["r"] * 7 + ["l", "p{4.2cm}"]
+    what = f"final {one.name}" if one else "final accuracy or loss"
+    return Table("main", data, display, f"{treat_name} vs {base_name}: {what}, paired gain and verdict on each claim",
+                 notes, align)
 
 
 def verdicts_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim]) -> Table:
@@ -114,21 +167,23 @@ def verdicts_table(runs: pd.DataFrame, baseline: str, claims: Sequence[Claim]) -
     abstract's, for CIFAR-10 and ImageNet): each quote and its source is printed once, in the
     notes, and the claims point at it by number (the CSV keeps every claim's own quote)."""
     data = compare.verdicts(compare.main(runs, baseline, claims), claims)
+    ms = _metrics(data["metric"])
     sources = {}  # (quote, source) -> its number, in order of first use
     for key in zip(data["quote"], [s + (f" ({u})" if u else "") for s, u in data[["source", "url"]].values]):
         sources.setdefault(key, len(sources) + 1)
     display = pd.DataFrame({
         "claim": data["claim"],
         "comparison": [f"{e}: {t} vs {b}" for e, t, b in data[["experiment", "treatment", "baseline"]].values],
-        "claimed": data["claimed_gain"].map(_claimed) if len(data) else [],
-        "measured (95% t-interval)": [f"{signed(m)} {interval(lo, hi)}" if not math.isnan(m) else DASH
-                                      for m, lo, hi in data[["gain_mean", "gain_t_lo", "gain_t_hi"]].values],
+        "claimed": [_claimed(v, d) for v, d in data[["claimed_gain", "claimed_direction"]].values],
+        "measured (95% t-interval)": [f"{signed(g, m.digits)} {interval(lo, hi, m.digits)}" if not math.isnan(g)
+                                      else DASH for m, g, lo, hi in
+                                      zip(ms, data["gain_mean"], data["gain_t_lo"], data["gain_t_hi"])],
         "n": [DASH if math.isnan(n) else str(int(n)) for n in data["gain_n"]] if len(data) else [],
         "verdict": data["verdict"],
         "source": [f"[{sources[key]}]" for key in zip(data["quote"], [
             s + (f" ({u})" if u else "") for s, u in data[["source", "url"]].values])] if len(data) else [],
     }, columns=["claim", "comparison", "claimed", "measured (95% t-interval)", "n", "verdict", "source"])
-    notes = ["Gains in accuracy points, paired by seed (main table for both arms' accuracy).", _VERDICT_RULE,
+    notes = [f"{_gain_note(ms)} (main table for both arms' values).", _VERDICT_RULE,
              *(f"[{k}] “{quote}” {source}." for (quote, source), k in sources.items())]
     align = ["l", "l", "r", "r", "r", "l", "l"]
     return Table("verdicts", data, display, "Claims and their verdicts", notes, align)
@@ -144,19 +199,24 @@ def _params_text(init_params: str) -> str:
 
 def ablation_table(runs: pd.DataFrame, baseline: str, treatment: str = compare.TREATMENT) -> Table:
     data = compare.ablation(runs, baseline, treatment)
+    ms = _metrics(data["metric"])
+    one = _shared(ms)
     display = pd.DataFrame({
-        "experiment": data["experiment"], "arm": data["arm"], "init": data["init"],
-        "parameters": data["init_params"].map(_params_text),
-        "accuracy (%)": [mean_sd(*r) for r in data[["mean", "sd", "n"]].values],
-        f"gain vs {baseline}": data["gain_mean"].map(signed),
-        "95% t-interval": [interval(lo, hi) for lo, hi in data[["gain_t_lo", "gain_t_hi"]].values],
-        "95% bootstrap": [interval(lo, hi) for lo, hi in data[["gain_boot_lo", "gain_boot_hi"]].values],
+        "experiment": data["experiment"], "arm": data["arm"],
+        **({} if one else {"metric": [m.label_of(c) for m, c in zip(ms, data["metric"])]}),
+        "init": data["init"], "parameters": data["init_params"].map(_params_text),
+        one.label if one else "mean ± sd": [mean_sd(*r, digits=m.digits)
+                                            for m, r in zip(ms, data[["mean", "sd", "n"]].values)],
+        f"gain vs {baseline}": [signed(g, m.digits) for m, g in zip(ms, data["gain_mean"])],
+        "95% t-interval": [interval(lo, hi, m.digits) for m, lo, hi in zip(ms, data["gain_t_lo"], data["gain_t_hi"])],
+        "95% bootstrap": [interval(lo, hi, m.digits)
+                          for m, lo, hi in zip(ms, data["gain_boot_lo"], data["gain_boot_hi"])],
         "p": data["gain_p"].map(pvalue), "verdict": data["verdict"]})
-    notes = [_metric_note(pd.Series([compare.METRIC])),
-             f"Gain: arm − {baseline} paired by seed, in accuracy points; {stats.INTERVAL_METHOD}; "
+    notes = [_metric_note(data["metric"]),
+             f"{_gain_note(ms, 'arm', baseline)}; {stats.INTERVAL_METHOD}; "
              f"p: {stats.TEST_METHOD}, not corrected for multiple comparisons.", _VERDICT_RULE]
     return Table("ablation", data, display, f"Every arm against {baseline}, paired by seed", notes,
-                 ["l", "l", "l", "l", "r", "r", "r", "r", "r", "l"])
+                 ["l", "l"] + ["l"] * (one is None) + ["l", "l", "r", "r", "r", "r", "r", "l"])
 
 
 def initialization_table(runs: pd.DataFrame, baseline: str, treatment: str = compare.TREATMENT) -> Table:
@@ -212,8 +272,10 @@ def grid_table(runs: pd.DataFrame, baseline: str) -> Table | None:
     data = data.assign(alpha=[compare.axis_label(r, "alpha") for r in data.to_dict("records")],
                        beta=[compare.axis_label(r, "beta") for r in data.to_dict("records")])
     uniform_n = data["n"].nunique() == 1
-    data["cell"] = [f"{mean_sd(m, s, None if uniform_n else n)}, Δ {signed(g)} {interval(lo, hi)}"
-                    for m, s, n, g, lo, hi in data[["mean", "sd", "n", "gain_mean", "gain_t_lo", "gain_t_hi"]].values]
+    ms = _metrics(data["metric"])
+    data["cell"] = [f"{mean_sd(v, s, None if uniform_n else n, m.digits)}, Δ {signed(g, m.digits)} "
+                    f"{interval(lo, hi, m.digits)}" for m, (v, s, n, g, lo, hi) in
+                    zip(ms, data[["mean", "sd", "n", "gain_mean", "gain_t_lo", "gain_t_hi"]].values)]
     betas = sorted(data["beta"].unique(), key=lambda b: [float(x) for x in b.split(" / ")] if b else [])
     rows = []
     for (exp, group), part in data.groupby(["experiment", "group"], sort=True):
@@ -225,9 +287,10 @@ def grid_table(runs: pd.DataFrame, baseline: str) -> Table | None:
     display = pd.DataFrame(rows)
     data = data.drop(columns=["cell"])
     n_note = f"n = {int(data['n'].iloc[0])} seeds per cell. " if uniform_n else ""
-    notes = [f"Cells: final test accuracy (%), mean ± sd over seeds, and Δ: the gain over {baseline} paired by "
-             f"seed with its 95% t-interval. {n_note}α and β: Q/K value / V/Proj value (one value where the "
-             "init sets only one product).",
+    labels = " or ".join(dict.fromkeys(m.label_of(c) for m, c in zip(ms, data["metric"])))
+    notes = [f"Cells: {labels}, mean ± sd over seeds, and Δ: the gain over {baseline} paired by seed with its 95% "
+             f"t-interval ({_gain_note(ms, 'arm', baseline)}). {n_note}α and β: Q/K value / V/Proj value (one value "
+             "where the init sets only one product).",
              "Arms form a grid when they share an init and every parameter but α and β."]
     return Table(outputs.GRID_TABLE, data, display, f"(α, β) grid against {baseline}", notes,
                  ["l", "l", "l"] + ["r"] * len(betas))
@@ -237,17 +300,21 @@ def time_table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, treatmen
                levels: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> Table:
     goals = compare.targets(runs, baseline, levels)
     data = compare.time_to_accuracy(compare.reach(runs, epochs, goals), baseline, treatment)
+    ms = [compare.metric_of(runs, e) for e in data["experiment"]]
+    one = _shared(ms)
+    xs = one.xs if one else "epochs / steps"
     unit, scale = time_unit(pd.concat([data["wall_time_mean"], data["d_wall_time_mean"].abs()]).max())
     base_rows = data["arm"] == baseline
     display = pd.DataFrame({
         "experiment": data["experiment"],
-        "target": [f"{t} ({a:.2f}%)" if not t.endswith("%") else t for t, a in data[["target", "target_acc"]].values],
+        "target": [f"{t} ({m.text(v)})" if t == f"{baseline} final" else t
+                   for m, t, v in zip(ms, data["target"], data["target_value"])],
         "arm": data["arm"],
         "reached": [f"{r}/{n}" for r, n in data[["reached", "n"]].values],
-        "epochs": [mean_sd(m, s, digits=1) for m, s in data[["epochs_mean", "epochs_sd"]].values],
-        f"Δ epochs vs {baseline}": [DASH if b else f"{signed(m, 1)} {interval(lo, hi, 1)}".replace(f" {DASH}", "")
-                                    for b, m, lo, hi in zip(base_rows, data["d_epochs_mean"], data["d_epochs_t_lo"],
-                                                            data["d_epochs_t_hi"])],
+        xs: [mean_sd(m, s, digits=1) for m, s in data[["at_mean", "at_sd"]].values],
+        f"Δ {xs} vs {baseline}": [DASH if b else f"{signed(m, 1)} {interval(lo, hi, 1)}".replace(f" {DASH}", "")
+                                  for b, m, lo, hi in zip(base_rows, data["d_at_mean"], data["d_at_t_lo"],
+                                                          data["d_at_t_hi"])],
         f"wall time ({unit})": [mean_sd(m / scale, s / scale) for m, s in
                                 data[["wall_time_mean", "wall_time_sd"]].values],
         f"Δ wall time ({unit})": [DASH if b else f"{signed(m / scale)} {interval(lo / scale, hi / scale)}".replace(
@@ -255,13 +322,16 @@ def time_table(runs: pd.DataFrame, epochs: pd.DataFrame, baseline: str, treatmen
                                                    data["d_wall_time_t_hi"])],
         "speed-up": [DASH if b or math.isnan(v) else f"{v:.2f}×" for b, v in zip(base_rows, data["speedup"])],
     })
-    notes = [f"First epoch whose test accuracy reaches the target, and the cumulative wall time at its end; mean ± "
-             f"sd over the runs that reach it (reached: runs that do / runs). Targets: the {baseline} arm's mean "
-             "final accuracy and fixed levels.",
-             f"Δ: arm − {baseline} paired by seed over the seeds where both reach the target (negative: faster), "
-             f"mean and 95% t-interval; speed-up: mean {baseline} epochs / mean arm epochs over those seeds.",
+    leveled = {m for m, t in zip(ms, data["target"]) if t != f"{baseline} final"}
+    notes = [*(f"{_reach_words(m).capitalize()} the target, and the cumulative wall time then; mean ± sd over the "
+               f"runs that reach it (reached: runs that do / runs). Targets: the {baseline} arm's mean final "
+               f"{m.name}{' and fixed levels' * (m in leveled)}." for m in dict.fromkeys(ms)),
+             f"Δ: arm − {baseline} in {xs} and seconds, paired by seed over the seeds where both reach the target "
+             f"(negative: faster), mean and 95% t-interval; speed-up: mean {baseline} {xs} / mean arm {xs} over "
+             "those seeds.",
              "Wall time depends on the device and on other jobs sharing it (runs record their device)."]
-    return Table("time_to_accuracy", data, display, "Time to accuracy, paired by seed", notes,
+    what = f"a target {one.name}" if one else "a target value"
+    return Table("time_to_accuracy", data, display, f"Time to {what}, paired by seed", notes,
                  ["l", "l", "l", "r", "r", "r", "r", "r", "r"])
 
 
