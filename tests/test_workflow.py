@@ -284,17 +284,24 @@ def test_shipped_configs_are_complete_dry_runs(tmp_path):
 def test_schema_mirrors_the_train_options():
     """Every experiment key is a `mimetic train` option with the same default, and the
     enums are the registries, so neither can drift from the other."""
-    props = SCHEMA["$defs"]["experiment"]["properties"]
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    from mimetic.data.text import TEXT_DATASETS
+    from mimetic.train.recipe import LMConfig
+
     per_run = {"init", "init_params", "seed"}  # set by the arms and seeds, not per experiment
-    assert set(props) - {"gpus"} == set(fields) - per_run  # gpus: the rule's resource
-    for name, prop in props.items():
-        if name == "gpus":
-            continue
-        if "default" in prop:
-            assert prop["default"] == fields[name].default, name
-        else:
-            assert fields[name].metadata.get("required"), name
+    for definition, cls in (("vision_experiment", TrainConfig), ("lm_experiment", LMConfig)):
+        props = SCHEMA["$defs"][definition]["properties"]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert set(props) - {"gpus"} == set(fields) - per_run  # gpus: the rule's resource
+        for name, prop in props.items():
+            if name == "gpus":
+                continue
+            if "default" in prop:
+                assert prop["default"] == fields[name].default, name
+            else:
+                assert fields[name].metadata.get("required"), name
+    # a text corpus makes a language-model experiment, anything else an image one
+    assert SCHEMA["$defs"]["experiment"]["if"]["properties"]["dataset"]["enum"] == list(TEXT_DATASETS)
+    props = SCHEMA["$defs"]["vision_experiment"]["properties"]
     assert set(props["dataset"]["enum"]) == set(DATASETS) | set(STREAMED)
     assert set(props["model"]["enum"]) == set(MODELS)
     assert tuple(props["pool"]["enum"]) == POOLS

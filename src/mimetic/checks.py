@@ -17,7 +17,7 @@ from typing import Any
 
 from mimetic import yamlfile
 from mimetic.attention.init import INITS, check_params
-from mimetic.train.recipe import TrainConfig
+from mimetic.train.recipe import LMConfig, TrainConfig, recipe_class
 
 
 class ConfigError(ValueError):
@@ -72,11 +72,15 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"arms.{label}.params.{problem[0]}: {problem[1]}")
     for label, recipe in experiments.items():
         values = {k: v for k, v in recipe.items() if k != "gpus"}
+        cls = recipe_class(recipe["dataset"])
         try:
-            TrainConfig(**values).validate()
+            cls(**values).validate()
         except ValueError as e:
             key = _recipe_key(str(e), values)
             raise ConfigError(f"experiments.{label}{'.' + key if key else ''}: {e}") from None
+        if cls is LMConfig:
+            _check_lm(config, label, LMConfig(**values))
+            continue
         run = TrainConfig(**values)
         for arm_label, arm in arms.items():  # what an arm's init needs of the recipe every arm shares
             unmet = INITS[arm["init"]].unmet_need(run)
@@ -107,6 +111,26 @@ def check(config: dict[str, Any]) -> None:
         _check_pretrained_name(label, entry["model"], has_file=bool(entry["file"]))
 
 
+def _check_lm(config: dict[str, Any], label: str, run: LMConfig) -> None:
+    """What a language-model experiment needs of the arms and of its corpus, before any job."""
+    from mimetic.data.text import text_problem
+
+    for arm_label, arm in config["arms"].items():
+        if "lm" not in INITS[arm["init"]].kinds:
+            raise ConfigError(f"arms.{arm_label}.init: {arm['init']!r} works on ViTs only, and experiment {label!r} "
+                              "trains a GPT; give the language-model experiments a config of their own "
+                              "(config/lm.yaml)")
+    if run.data_root is not None:
+        return  # the run reads prepared tokens from there, not the corpus
+    data = config["data"]
+    problem = text_problem(run.dataset, data[run.dataset]["root"], run.tokenizer, run.context,
+                           data["gpt2_tokenizer"]["root"])
+    if problem:
+        key, message = problem
+        where = key if key.startswith("data.") else f"experiments.{label}.{key}"
+        raise ConfigError(f"{where}: {message}")
+
+
 def schema_message(error: Exception) -> str:
     """One line for a config that fails the workflow's schema: the config path of the bad key and
     what is wrong. `error` is Snakemake's, raised while handling jsonschema's (whose text prints
@@ -124,6 +148,14 @@ def schema_message(error: Exception) -> str:
         hint = ("; `--configfile` replaces config/config.yaml, so a file that changes a few keys goes "
                 "after the one it changes: --configfile config/config.yaml yours.yaml") if not path else ""
         return f"{key}: required but missing{hint}"
+    if bad.validator == "additionalProperties" and isinstance(bad.instance, dict):
+        # jsonschema's text names the key, but not which kind of section refused it (an image key
+        # on a language-model experiment, or the reverse)
+        allowed = bad.schema.get("properties", {})
+        extra = sorted(k for k in bad.instance if k not in allowed)
+        what = bad.schema.get("description", "this section")
+        return (f"{'.'.join(filter(None, [path, str(extra[0])]))}: not a key of {what}; its keys are "
+                f"{sorted(allowed)}")
     return f"{path or 'the config'}: {bad.message}"
 
 

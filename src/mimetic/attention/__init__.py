@@ -11,12 +11,13 @@ from typing import Any
 from mimetic.attention.init import INITS, Init, Param, check_params, init_params, register_init
 
 __all__ = ["INITS", "AttentionLayer", "AttentionWeights", "Init", "Param", "apply_init", "attention_layers",
-           "attention_products", "changed_parts", "check_params", "init_params", "register_init", "structure_metrics",
-           "tensor_parts"]
+           "attention_products", "changed_parts", "check_params", "init_params", "layer_statistics", "register_init",
+           "structure_metrics", "tensor_parts"]
 
 _LAZY = {"apply_init": "init", "changed_parts": "init", "tensor_parts": "init",
          "AttentionLayer": "weights", "AttentionWeights": "weights",
-         "attention_layers": "weights", "attention_products": "structure", "structure_metrics": "structure"}
+         "attention_layers": "weights", "attention_products": "structure", "layer_statistics": "structure",
+         "structure_metrics": "structure"}
 
 
 def __getattr__(name: str) -> Any:

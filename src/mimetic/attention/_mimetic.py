@@ -173,7 +173,8 @@ MLP_MEAN = {"mlp_mean": Param(0.02, "mean added to every weight of each block's 
 
 @register_init("mimetic-mlp", touches=("q", "k", "v", "proj", r"blocks\.\d+\.mlp\.fc1\.weight"),
                params={**QK, **VO, **DIST, **MLP_MEAN},
-               source="Trockman & Kolter, Mimetic initialization of MLPs (arXiv 2602.07156), on top of mimetic")
+               source="Trockman & Kolter, Mimetic initialization of MLPs (arXiv 2602.07156), on top of mimetic",
+               kinds=("vision",))
 def mimetic_mlp(model: nn.Module, gen: torch.Generator, alpha1: float, beta1: float, alpha2: float, beta2: float,
                 dist: str, mlp_mean: float) -> None:
     """Mimetic attention, and each block's first MLP layer (fc1) shifted to mean `mlp_mean`

@@ -68,6 +68,7 @@ class Init:
     needs: Mapping[str, Any] = field(default_factory=dict)  # recipe key -> the value it must have
     # A check of the full params at planning, without torch: (param, what is wrong) or None.
     preflight: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
+    kinds: tuple[str, ...] = ("vision", "lm")  # the experiment kinds whose models it can write (ViT, GPT)
 
     @property
     def description(self) -> str:
@@ -96,11 +97,11 @@ INITS: Registry[Init] = Registry("init")
 
 def register_init(name: str, *, touches: Sequence[str], params: Mapping[str, Param] | None = None,
                   source: str = "", needs: Mapping[str, Any] | None = None,
-                  preflight: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
-                  ) -> Callable[[Callable[..., None]], Callable[..., None]]:
+                  preflight: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None,
+                  kinds: Sequence[str] = ("vision", "lm")) -> Callable[[Callable[..., None]], Callable[..., None]]:
     def add(fn: Callable[..., None]) -> Callable[..., None]:
         INITS.register(name)(Init(name, fn, tuple(touches), dict(params or {}), source, dict(needs or {}),
-                                  preflight))
+                                  preflight, tuple(kinds)))
         return fn
 
     return add

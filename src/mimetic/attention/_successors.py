@@ -102,7 +102,7 @@ def _patch_pos_embed(model: nn.Module) -> Tensor:
                source="Zheng et al., NeurIPS 2025 (arXiv 2505.19985); code osiriszjq/structured_initialization",
                # It scales a learned embedding (timm's, std 0.02, to 0.36): a fixed sin-cos table
                # scaled by 18 drowns the patch content, and nothing can learn it back (digits: chance).
-               needs={"pos_embed": "learned"})
+               needs={"pos_embed": "learned"}, kinds=("vision",))
 def impulse(model: nn.Module, gen: torch.Generator, norm_p: float, norm_q: float, alpha2: float, beta2: float,
             dist: str) -> None:
     """Closed form, no optimisation: head h's Q/K product makes the (scaled, layer-normed)

@@ -65,6 +65,17 @@ def structure_metrics(products: dict[str, Tensor]) -> pd.DataFrame:
     return df.astype({"layer": "int64", "head": "Int64"})
 
 
+def layer_statistics(model: nn.Module) -> list[dict[str, float]]:
+    """Per attention layer: Q/K's diagonal mean and mean |off-diagonal| (means over heads) and
+    V/Proj's, as `qk_diag_mean`, `qk_offdiag_abs_mean`, `vo_diag_mean`, `vo_offdiag_abs_mean`
+    (a run's init.json)."""
+    m = structure_metrics(attention_products(model))
+    stats = m.groupby(["layer", "product"])[["diag_mean", "offdiag_abs_mean"]].mean()
+    return [{"layer": int(layer), **{f"{p}_{k}": float(stats.loc[(layer, p), k]) for p in ("qk", "vo")
+                                     for k in ("diag_mean", "offdiag_abs_mean")}}
+            for layer in sorted(m["layer"].unique())]
+
+
 def write(products: dict[str, Tensor], products_path: str | Path, metrics_path: str | Path,
           metadata: dict[str, str]) -> None:
     """The products (safetensors, with `metadata`) and their structure metrics (CSV), atomically."""

@@ -35,6 +35,13 @@ def gpt_char_tiny() -> dict[str, Any]:
     return dict(n_layer=4, n_head=4, n_embd=128, n_positions=128, dropout=0.1)
 
 
+@register_gpt("gpt2_small")
+def gpt2_small() -> dict[str, Any]:
+    """GPT-2 small's shape (the `gpt2` checkpoint the structure figures read): 12 layers, 12 heads
+    of 64, width 768; 1,024 positions, dropout 0.1."""
+    return dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, dropout=0.1)
+
+
 def gpt_config(name: str, vocab_size: int) -> Any:
     """The GPT2Config of model `name` for a vocabulary of `vocab_size` tokens."""
     from transformers import GPT2Config
@@ -52,3 +59,24 @@ def build_gpt(name: str, vocab_size: int) -> nn.Module:
     from transformers import GPT2LMHeadModel
 
     return GPT2LMHeadModel(gpt_config(name, vocab_size))
+
+
+def build_run_gpt(name: str, vocab_size: int, seed: int, init: str, init_params: dict[str, Any]) -> nn.Module:
+    """A run's GPT: transformers' own initialization seeded by `seed`, then its attention init
+    (whose noise has its own generator: every init leaves the global RNG where it was)."""
+    import torch
+
+    from mimetic.attention.init import apply_init
+
+    torch.manual_seed(seed)
+    return apply_init(build_gpt(name, vocab_size), init, seed=seed, **init_params)
+
+
+def load_run_gpt(model: nn.Module, state: dict[str, Any]) -> nn.Module:
+    """`model` with a run's final weights, which store the tied output embedding once (as
+    transformer.wte.weight): every other key must match."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) != {"lm_head.weight"} or unexpected:
+        raise ValueError(f"not this GPT's weights: missing {sorted(set(missing) - {'lm_head.weight'})}, "
+                         f"unexpected {sorted(unexpected)}")
+    return model

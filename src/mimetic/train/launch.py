@@ -20,7 +20,7 @@ import torch
 from mimetic import io
 
 from mimetic.train import gpu
-from mimetic.train.recipe import TrainConfig
+from mimetic.train.recipe import LMConfig, Recipe, TrainConfig, recipe_class
 
 
 class LaunchError(RuntimeError):
@@ -59,9 +59,9 @@ def compiler_missing() -> str | None:
     return None
 
 
-def check_compile(cfg: TrainConfig, gpus: int) -> None:
+def check_compile(cfg: Recipe, gpus: int) -> None:
     """Fail in the first second where `compile: true` meets a GPU machine that cannot compile."""
-    if not (cfg.compile and gpus):
+    if not (isinstance(cfg, TrainConfig) and cfg.compile and gpus):
         return
     why = compiler_missing()
     if why:
@@ -74,7 +74,7 @@ def failure_marker(checkpoint: str | os.PathLike) -> Path:
     return Path(f"{checkpoint}.failed")
 
 
-def _check_previous_failure(cfg: TrainConfig, checkpoint: str | os.PathLike | None) -> None:
+def _check_previous_failure(cfg: Recipe, checkpoint: str | os.PathLike | None) -> None:
     """A run that diverged fails the same way when resumed from the same checkpoint: a retry
     (Snakemake's `retries`, a resubmitted SLURM job) stops at once instead of training again."""
     if checkpoint is None or not failure_marker(checkpoint).is_file():
@@ -86,25 +86,26 @@ def _check_previous_failure(cfg: TrainConfig, checkpoint: str | os.PathLike | No
     marker.unlink()  # the recipe changed since: the old failure says nothing about this run
 
 
-def record_failure(cfg: TrainConfig, checkpoint: str | os.PathLike | None, error: BaseException) -> None:
+def record_failure(cfg: Recipe, checkpoint: str | os.PathLike | None, error: BaseException) -> None:
     if checkpoint is not None:
         io.write_json(failure_marker(checkpoint), {"error": str(error), "config": cfg.computed()})
 
 
-def run(cfg: TrainConfig, out: str, *, experiment: str | None, arm: str | None, checkpoint: str | None,
+def run(cfg: Recipe, out: str, *, experiment: str | None, arm: str | None, checkpoint: str | None,
         gpus: int | None, runs_per_gpu: int, processes: int | None, threads: int, argv: list[str]) -> None:
     """Train one run: here in this process, or under torchrun with one process per GPU.
 
     cfg: validated (recipe_from_json's). argv: this command's own arguments, re-used for the
     torchrun workers.
     """
-    from mimetic.train.loop import train
-
     if gpus is not None and gpus < 0 or processes is not None and processes < 1:
         raise ValueError(f"--gpus={gpus} must be >= 0 and --processes={processes} >= 1")
     worker = "WORLD_SIZE" in os.environ  # under torchrun: the launcher below chose the devices
     if gpus is None:
         gpus = 1 if torch.cuda.device_count() > 0 else 0
+    if isinstance(cfg, LMConfig) and (gpus > 1 or (processes or 1) > 1):
+        raise ValueError(f"--gpus={gpus} --processes={processes}: a language-model run takes one device; set the "
+                         "experiment's `gpus` to 0 or 1")
     if gpus and processes is not None and processes != gpus and not worker:
         raise ValueError(f"--processes={processes} with --gpus={gpus}: a data-parallel run has one process per GPU; "
                          f"drop --processes (or give --processes {gpus})")
@@ -120,13 +121,25 @@ def run(cfg: TrainConfig, out: str, *, experiment: str | None, arm: str | None, 
     nproc = processes or max(gpus, 1)
     if worker or nproc == 1:
         try:
-            train(cfg, out, experiment=experiment, arm=arm, checkpoint=checkpoint,
-                  device="cuda" if gpus else "cpu", log=_print)
+            _train(cfg, out, experiment=experiment, arm=arm, checkpoint=checkpoint,
+                   device="cuda" if gpus else "cpu", log=_print)
         except FloatingPointError as e:
             record_failure(cfg, checkpoint, e)
             raise LaunchError(str(e)) from e
     else:
         _torchrun(nproc, [*argv, f"--gpus={gpus}"])
+
+
+def _train(cfg: Recipe, out: str, **kwargs: Any) -> None:
+    """The trainer of the recipe's kind: a ViT's epochs (mimetic.train.loop) or a GPT's steps (mimetic.train.lm)."""
+    if isinstance(cfg, LMConfig):
+        from mimetic.train.lm import train_lm
+
+        train_lm(cfg, out, **kwargs)
+    else:
+        from mimetic.train.loop import train
+
+        train(cfg, out, **kwargs)
 
 
 def _print(line: str) -> None:
@@ -153,20 +166,26 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def recipe_from_json(text: str, **overrides: Any) -> TrainConfig:
-    """A TrainConfig from a JSON object of its fields, with `overrides` (None = not given) on top."""
+def recipe_from_json(text: str, **overrides: Any) -> Recipe:
+    """The recipe (TrainConfig, or LMConfig for a text corpus) from a JSON object of its fields,
+    with `overrides` (None = not given) on top."""
     try:
         values = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"--recipe is not valid JSON ({e})") from e
     if not isinstance(values, dict):
         raise ValueError(f"--recipe must be a JSON object of recipe keys, not {type(values).__name__}")
-    fields = set(TrainConfig.__dataclass_fields__)
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"--recipe has unknown key(s) {unknown}; the keys are {sorted(fields)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
     missing = sorted(f for f in ("dataset", "model") if f not in values)
     if missing:
         raise ValueError(f"--recipe needs {missing}")
-    return TrainConfig(**values).validate()
+    cls = recipe_class(values["dataset"])
+    fields = set(cls.__dataclass_fields__)
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"--recipe has unknown key(s) {unknown}; the keys of a {values['dataset']} run are "
+                         f"{sorted(fields)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    foreign = sorted(set(given) - fields)
+    if foreign:
+        raise ValueError(f"--{foreign[0].replace('_', '-')} does not apply to a {values['dataset']} run")
+    return cls(**{**values, **given}).validate()

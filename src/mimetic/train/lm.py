@@ -14,6 +14,7 @@ byte for "byte") are loss / ln 2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -28,55 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mimetic import io
-from mimetic.data.text import TOKENIZERS, TextData, check_context, eval_windows, load_text, train_windows
-
-
-@dataclass(frozen=True)
-class LMConfig:
-    """One language-model run. The defaults are nanoGPT's shakespeare_char recipe but its size
-    (gpt_char_tiny, context 128, 2,000 iterations: a CPU's) and its evaluation (the whole split)."""
-
-    text: str  # a UTF-8 text file
-    tokenizer: str = "char"
-    model: str = "gpt_char_tiny"
-    init: str = "default"
-    init_params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    # --- optimization (nanoGPT's shakespeare_char: AdamW, beta2 0.99, cosine 1e-3 -> 1e-4)
-    iterations: int = 2000
-    warmup_iters: int = 100
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    beta2: float = 0.99
-    weight_decay: float = 0.1  # on matrices only (nanoGPT: not on biases, norms)
-    grad_clip: float = 1.0
-    batch_size: int = 64
-    context: int = 128
-    # --- bookkeeping
-    eval_every: int = 250
-    checkpoint_every: int = 250
-
-    def validate(self) -> LMConfig:
-        from mimetic.attention.init import check_params
-        from mimetic.train.gpt import GPTS
-
-        if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"tokenizer={self.tokenizer!r}: choose one of {TOKENIZERS}")
-        positions = GPTS.lookup(self.model)()["n_positions"]
-        if self.context > positions:
-            raise ValueError(f"context={self.context}: model {self.model!r} has {positions} positions")
-        for key in ("iterations", "batch_size", "context", "eval_every", "checkpoint_every"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
-        if not 0 <= self.warmup_iters < self.iterations:
-            raise ValueError(f"warmup_iters={self.warmup_iters} must be >= 0 and < iterations={self.iterations}")
-        if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"min_lr={self.min_lr}: must be >= 0 and <= lr={self.lr}")
-        check_params(self.init, self.init_params)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+from mimetic.data.text import TextData, check_context, eval_windows, load_tokens, text_stage_files, train_windows
+from mimetic.train.recipe import LMConfig
 
 
 def learning_rate(cfg: LMConfig, it: int) -> float:
@@ -94,14 +48,24 @@ def build_optimizer(cfg: LMConfig, model: nn.Module) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
 
 
+def autocast(cfg: LMConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA where the recipe asks for it; nothing on the CPU."""
+    if cfg.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, tokens: Tensor, context: int, batch_size: int) -> float:
-    """Mean loss (nats per token) over `tokens` in non-overlapping windows of `context`."""
+def evaluate(model: nn.Module, tokens: Tensor, context: int, batch_size: int,
+             amp: contextlib.AbstractContextManager | None = None) -> float:
+    """Mean loss (nats per token) over `tokens` in non-overlapping windows of `context`, summed
+    where the tokens are and read back once."""
     model.eval()
     x, y = eval_windows(tokens, context)
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=tokens.device)
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size]).logits
+        with amp or contextlib.nullcontext():
+            logits = model(x[i:i + batch_size]).logits
         total += F.cross_entropy(logits.flatten(0, 1).float(), y[i:i + batch_size].flatten(), reduction="sum").double()
     model.train()
     return float(total / y.numel())
@@ -117,36 +81,58 @@ class _Progress:
     elapsed: float = 0.0  # training and evaluation seconds in all
 
 
-def train_lm(cfg: LMConfig, out_dir: str | Path, *, experiment: str | None = None, arm: str | None = None,
-             checkpoint: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train one language-model run into `out_dir`; returns its summary."""
+def train_step(cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer, tokens: Tensor, step: int,
+               amp: contextlib.AbstractContextManager) -> Tensor:
+    """One optimizer step on step `step`'s windows of `tokens`; returns the loss, on the device."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, step)
+    x, y = train_windows(tokens, cfg.context, cfg.batch_size, cfg.seed, step)
+    with amp:
+        logits = model(x).logits
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def prepared_files(cfg: LMConfig) -> tuple[Path, Path]:
+    """The data stage's tokens and meta files the run reads: in `data_root`, or resources/data/<dataset>."""
+    files = text_stage_files(cfg.dataset, cfg.tokenizer)
+    if cfg.data_root is None:
+        return Path(files["tokens"]), Path(files["meta"])
+    return Path(cfg.data_root) / Path(files["tokens"]).name, Path(cfg.data_root) / Path(files["meta"]).name
+
+
+def train_lm(cfg: LMConfig, out_dir: str | Path, *, data: TextData | None = None, experiment: str | None = None,
+             arm: str | None = None, checkpoint: str | Path | None = None, device: str = "cpu",
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one language-model run into `out_dir`; returns its summary. `data`: the corpus' tokens
+    (default: the data stage's files, prepared_files)."""
     cfg.validate()
-    out_dir, checkpoint = Path(out_dir), Path(checkpoint) if checkpoint else None
-    data = load_text(cfg.text, cfg.tokenizer)
+    out_dir, checkpoint, dev = Path(out_dir), Path(checkpoint) if checkpoint else None, torch.device(device)
+    data = data if data is not None else load_tokens(*prepared_files(cfg))
     check_context(data, cfg.context)
     model, record = _model(cfg, data)
+    model.to(dev)
     optimizer = build_optimizer(cfg, model)
-    progress = _resume(checkpoint, cfg, model, optimizer, log)
-    train, val = torch.from_numpy(data.train), torch.from_numpy(data.val)
+    progress = _resume(checkpoint, cfg, model, optimizer, dev, log)
+    # The tokens live on the device: a step's windows are gathered there, with no host copy.
+    train, val = torch.from_numpy(data.train).to(dev), torch.from_numpy(data.val).to(dev)
+    amp = autocast(cfg, dev)
     t0 = time.perf_counter()
     # Summed where the model is: reading a loss back every step would wait on the device each time.
-    loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=next(model.parameters()).device)
+    loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=dev)
     model.train()
     for step in range(progress.step, cfg.iterations):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        x, y = train_windows(train, cfg.context, cfg.batch_size, cfg.seed, step)
-        loss = F.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        loss_sum += loss.detach()
+        loss_sum += train_step(cfg, model, optimizer, train, step, amp)
         progress.step, progress.loss_count = step + 1, progress.loss_count + 1
         if progress.step % cfg.eval_every == 0 or progress.step == cfg.iterations:
             progress.loss_sum = loss_sum.item()
             progress.interval += time.perf_counter() - t0
-            val_loss = evaluate(model, val, cfg.context, cfg.batch_size)
+            val_loss = evaluate(model, val, cfg.context, cfg.eval_batch_size, amp)
             progress.elapsed += time.perf_counter() - t0
             progress.rows.append(_row(cfg, progress, val_loss))
             progress.loss_sum, progress.loss_count, progress.interval, t0 = 0.0, 0, 0.0, time.perf_counter()
@@ -157,11 +143,11 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, experiment: str | None = Non
             now = time.perf_counter()
             progress.interval, progress.elapsed, t0 = progress.interval + now - t0, progress.elapsed + now - t0, now
             _save(checkpoint, cfg, model, optimizer, progress)
-    summary = _summary(cfg, data, model, progress, experiment, arm)
+    summary = _summary(cfg, data, model, progress, experiment, arm, dev)
     io.write_csv(out_dir / "metrics.csv", pd.DataFrame(progress.rows))
     io.write_json(out_dir / "init.json", record)
     # GPT-2 ties lm_head to the token embedding: stored once, as transformer.wte.weight
-    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    state = {k: v.cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     io.write_safetensors(out_dir / "final.safetensors", state, metadata={"model": cfg.model, "init": cfg.init,
                                                                           "seed": str(cfg.seed)})
     io.write_json(out_dir / "summary.json", summary)
@@ -172,16 +158,15 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, experiment: str | None = Non
 
 def _model(cfg: LMConfig, data: TextData) -> tuple[nn.Module, dict[str, Any]]:
     """The run's GPT (transformers' own init seeded by cfg.seed, then its attention init) and
-    its init.json: per tensor part, whether it differs from the model's own init."""
-    from mimetic.attention.init import INITS, apply_init, changed_parts
-    from mimetic.train.gpt import build_gpt
+    its init.json: per tensor part, whether it differs from the model's own init, and the
+    attention layers' statistics at initialization."""
+    from mimetic.attention import INITS, changed_parts, layer_statistics
+    from mimetic.train.gpt import build_run_gpt
 
-    torch.manual_seed(cfg.seed)
-    own = build_gpt(cfg.model, data.vocab_size)
-    torch.manual_seed(cfg.seed)
-    model = apply_init(build_gpt(cfg.model, data.vocab_size), cfg.init, seed=cfg.seed, **cfg.init_params)
+    own = build_run_gpt(cfg.model, data.vocab_size, cfg.seed, "default", {})
+    model = build_run_gpt(cfg.model, data.vocab_size, cfg.seed, cfg.init, cfg.init_params)
     record = {"init": cfg.init, "init_params": cfg.init_params, "touches": list(INITS[cfg.init].touches),
-              "changed": changed_parts(model, own)}
+              "changed": changed_parts(model, own), "layers": layer_statistics(model)}
     torch.manual_seed(cfg.seed + 1)  # dropout's stream: the same for every init
     return model, record
 
@@ -191,7 +176,8 @@ def _row(cfg: LMConfig, progress: _Progress, val_loss: float) -> dict[str, Any]:
     return {"step": progress.step, "lr": learning_rate(cfg, progress.step - 1),
             "train_loss": progress.loss_sum / progress.loss_count, "val_loss": val_loss,
             "val_ppl": math.exp(val_loss), "val_bits": val_loss / math.log(2),
-            "tokens_per_s": tokens / max(progress.interval, 1e-9), "wall_time": progress.elapsed}
+            "tokens_per_s": tokens / max(progress.interval, 1e-9), "train_seconds": progress.interval,
+            "wall_time": progress.elapsed}
 
 
 def _line(cfg: LMConfig, row: dict[str, Any]) -> str:
@@ -201,37 +187,44 @@ def _line(cfg: LMConfig, row: dict[str, Any]) -> str:
 
 
 def _save(path: Path, cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer, progress: _Progress) -> None:
-    state = {"config": cfg.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "progress": dataclasses.asdict(progress), "rng": torch.get_rng_state()}
+    # Tensors and plain values only: the checkpoint loads with weights_only=True.
+    state = {"config": cfg.computed(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "progress": dataclasses.asdict(progress), "rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state() if next(model.parameters()).is_cuda else None}
     io.torch_save(path, state)
 
 
 def _resume(path: Path | None, cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-            log: Callable[[str], None]) -> _Progress:
+            device: torch.device, log: Callable[[str], None]) -> _Progress:
     if path is None or not path.is_file():
         return _Progress()
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != cfg.to_dict():
-        log(f"checkpoint {path} is of another config: not resumed, trained from the start")
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state["config"] != cfg.computed():
+        log(f"checkpoint {path} is of another recipe: not resumed, trained from the start")
         return _Progress()
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
+    torch.set_rng_state(state["rng"].cpu())
+    if state["cuda_rng"] is not None and device.type == "cuda":  # dropout on the GPU draws from CUDA's generator
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu())
     progress = _Progress(**state["progress"])
     log(f"resumed from {path} at step {progress.step}")
     return progress
 
 
 def _summary(cfg: LMConfig, data: TextData, model: nn.Module, progress: _Progress, experiment: str | None,
-             arm: str | None) -> dict[str, Any]:
+             arm: str | None, device: torch.device) -> dict[str, Any]:
     from mimetic.data.text import unigram_entropy
     from mimetic.provenance import environment
 
-    last = progress.rows[-1]
-    return {"final_val_loss": last["val_loss"], "best_val_loss": min(r["val_loss"] for r in progress.rows),
-            "final_val_ppl": last["val_ppl"], "final_val_bits": last["val_bits"],
+    last, best = progress.rows[-1], min(progress.rows, key=lambda r: r["val_loss"])
+    seconds = sum(r["train_seconds"] for r in progress.rows)
+    return {"kind": "lm", "final_val_loss": last["val_loss"], "best_val_loss": best["val_loss"],
+            "best_step": best["step"], "final_val_ppl": last["val_ppl"], "final_val_bits": last["val_bits"],
+            "tokens_per_s": cfg.iterations * cfg.batch_size * cfg.context / max(seconds, 1e-9),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "unigram_entropy": unigram_entropy(data.val, data.vocab_size), "vocab_size": data.vocab_size,
             "train_tokens": len(data.train), "val_tokens": len(data.val), "iterations": cfg.iterations,
-            "wall_time": progress.elapsed, "experiment": experiment or Path(cfg.text).stem, "arm": arm or cfg.init,
+            "wall_time": progress.elapsed, "experiment": experiment or cfg.dataset, "arm": arm or cfg.init,
             "seed": cfg.seed, "init": cfg.init, "init_params": cfg.init_params, "config": cfg.to_dict(),
             "parameters": sum(p.numel() for p in model.parameters()), "environment": environment()}

@@ -134,18 +134,13 @@ def init_record(cfg: TrainConfig, model: nn.Module, *, num_classes: int, in_chan
 
     import torch
 
-    from mimetic.attention import INITS, attention_products, changed_parts, structure_metrics
+    from mimetic.attention import INITS, changed_parts, layer_statistics
 
     with torch.random.fork_rng(devices=[]):  # the twin must not move the run's RNG
         own = build_model(dataclasses.replace(cfg, init="default", init_params={}), num_classes=num_classes,
                           in_chans=in_chans)
-    m = structure_metrics(attention_products(model))
-    stats = m.groupby(["layer", "product"])[["diag_mean", "offdiag_abs_mean"]].mean()
-    layers = [{"layer": int(layer), **{f"{p}_{k}": float(stats.loc[(layer, p), k]) for p in ("qk", "vo")
-                                       for k in ("diag_mean", "offdiag_abs_mean")}}
-              for layer in sorted(m["layer"].unique())]
     return {"init": cfg.init, "init_params": cfg.init_params, "touches": list(INITS[cfg.init].touches),
-            "changed": changed_parts(model, own), "layers": layers}
+            "changed": changed_parts(model, own), "layers": layer_statistics(model)}
 
 
 def run_model(summary: dict[str, Any], weights: str | os.PathLike, stage: str) -> nn.Module:
@@ -155,10 +150,16 @@ def run_model(summary: dict[str, Any], weights: str | os.PathLike, stage: str) -
         raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
     from safetensors.torch import load_file
 
-    from mimetic.train.recipe import TrainConfig
+    from mimetic.train.recipe import LMConfig, TrainConfig
 
-    cfg = TrainConfig(**summary["config"]).validate()
     state = load_file(str(weights))
+    if summary.get("kind") == "lm":
+        from mimetic.train.gpt import build_run_gpt, load_run_gpt
+
+        lm = LMConfig(**summary["config"]).validate()
+        model = build_run_gpt(lm.model, summary["vocab_size"], lm.seed, lm.init, lm.init_params)
+        return (load_run_gpt(model, state) if stage == "final" else model).eval()
+    cfg = TrainConfig(**summary["config"]).validate()
     model = build_model(cfg, num_classes=state["head.weight"].shape[0],
                         in_chans=state["patch_embed.proj.weight"].shape[1])
     if stage == "final":

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mimetic.attention.init import INITS, check_params
 from mimetic.data import DATASETS
 from mimetic.data.core import BUILTIN, SHAPES, STREAMED
+from mimetic.data.text import TEXT_DATASETS, TOKENIZERS
+from mimetic.train._fields import check_fields, opt, recipe_json
 from mimetic.train._policy import Policy
+from mimetic.train.gpt import GPTS
 from mimetic.train.models import MODELS, POOLS, POS_EMBEDS, check_image_size
 
 FLIPS = ("auto", "yes", "no")
@@ -25,82 +28,69 @@ DECODES = ("auto", "cpu", "device")
 RANDAUGMENT_PATTERN = "^(rand(-[a-z]+[0-9.]+)*)?$"  # the schema's first check; Policy.parse the full one
 
 
-def _opt(default: Any, help: str, *, choices: tuple | None = None, at_least: float | None = None,
-         above: float | None = None, below: float | None = None, at_most: float | None = None,
-         required: bool = False, pattern: str | None = None) -> Any:
-    """A recipe field: its default, description (`help`) and bounds, which the checks and the
-    generated schema and docs read. at_least/above bound from below (>=, >), below/at_most from
-    above (<, <=)."""
-    meta = {"help": help, "choices": choices, "at_least": at_least, "above": above, "below": below,
-            "at_most": at_most, "required": required, "pattern": pattern}
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 @dataclass
 class TrainConfig:
     """Everything that defines a run. Defaults: the CIFAR-10 recipe of paper-notes.md
     (AdamW, cosine with warm-up, clipping; ViT-Tiny, GAP, fixed sin-cos positions)."""
 
-    dataset: str = _opt(None, "`digits` (offline, scikit-learn), `synthetic` (tests), `cifar10`, `cifar100`, `svhn`, "
+    dataset: str = opt(None, "`digits` (offline, scikit-learn), `synthetic` (tests), `cifar10`, `cifar100`, `svhn`, "
                               "`tiny_imagenet`, `imagenet` (see Datasets)",
                         choices=tuple(sorted([*DATASETS, *STREAMED])), required=True)
-    model: str = _opt(None, "the ViT (`mimetic.train.models`): its architecture; its image size must be the "
+    model: str = opt(None, "the ViT (`mimetic.train.models`): its architecture; its image size must be the "
                             "dataset's", choices=tuple(sorted(MODELS)), required=True)
-    data_root: str | None = _opt(None, "a prepared folder (`train.npz`, `test.npz`, `meta.json`; ImageNet: "
+    data_root: str | None = opt(None, "a prepared folder (`train.npz`, `test.npz`, `meta.json`; ImageNet: "
                                        "`train.csv`, `val.csv`, `meta.json`) to read instead of "
                                        "`resources/data/<dataset>`; the run then does not depend on the data stage")
-    pool: str = _opt("avg", "`avg`: no class token, global average pooling; `token`: class token", choices=POOLS)
-    pos_embed: str = _opt("sincos", "`sincos`: fixed 2-D sin-cos position embeddings; `learned`",
+    pool: str = opt("avg", "`avg`: no class token, global average pooling; `token`: class token", choices=POOLS)
+    pos_embed: str = opt("sincos", "`sincos`: fixed 2-D sin-cos position embeddings; `learned`",
                           choices=POS_EMBEDS)
-    init: str = _opt("default", "attention initialization (`mimetic inits` lists them); set by the arm",
+    init: str = opt("default", "attention initialization (`mimetic inits` lists them); set by the arm",
                      choices=tuple(INITS))
-    init_params: dict = _opt({}, "the init's parameters, e.g. {\"alpha1\": 0.7}; set by the arm")
-    seed: int = _opt(0, "seed of model init, attention init, data order and augmentation; set per run", at_least=0)
-    epochs: int = _opt(200, "training epochs", at_least=1)
-    batch_size: int = _opt(512, "training batch size, all processes together (the last partial batch of an epoch is "
+    init_params: dict = opt({}, "the init's parameters, e.g. {\"alpha1\": 0.7}; set by the arm")
+    seed: int = opt(0, "seed of model init, attention init, data order and augmentation; set per run", at_least=0)
+    epochs: int = opt(200, "training epochs", at_least=1)
+    batch_size: int = opt(512, "training batch size, all processes together (the last partial batch of an epoch is "
                                 "dropped)", at_least=1)
-    lr: float = _opt(1e-3, "peak learning rate (AdamW)", above=0)
-    min_lr: float = _opt(1e-6, "final learning rate of the per-step cosine schedule, and the warm-up's start",
+    lr: float = opt(1e-3, "peak learning rate (AdamW)", above=0)
+    min_lr: float = opt(1e-6, "final learning rate of the per-step cosine schedule, and the warm-up's start",
                          at_least=0)
-    warmup_epochs: int = _opt(10, "linear warm-up epochs", at_least=0)
-    weight_decay: float = _opt(0.01, "AdamW weight decay; timm's optimizer factory exempts norms, biases, position "
+    warmup_epochs: int = opt(10, "linear warm-up epochs", at_least=0)
+    weight_decay: float = opt(0.01, "AdamW weight decay; timm's optimizer factory exempts norms, biases, position "
                                      "embeddings and the class token", at_least=0)
-    opt_eps: float = _opt(1e-3, "AdamW epsilon", above=0)
-    clip_grad: float = _opt(3.0, "gradient-norm clipping (0: off)", at_least=0)
-    label_smoothing: float = _opt(0.0, "label smoothing, applied by the loss to hard and mixed targets alike",
+    opt_eps: float = opt(1e-3, "AdamW epsilon", above=0)
+    clip_grad: float = opt(3.0, "gradient-norm clipping (0: off)", at_least=0)
+    label_smoothing: float = opt(0.0, "label smoothing, applied by the loss to hard and mixed targets alike",
                                   at_least=0, below=1)
-    drop_path: float = _opt(0.0, "stochastic depth rate", at_least=0, below=1)
-    crop_padding: int = _opt(0, "random crop after zero padding by this many pixels (0: off); in-memory datasets "
+    drop_path: float = opt(0.0, "stochastic depth rate", at_least=0, below=1)
+    crop_padding: int = opt(0, "random crop after zero padding by this many pixels (0: off); in-memory datasets "
                                 "(ImageNet always takes a random-resized crop, scale 0.08-1, ratio 3/4-4/3)",
                              at_least=0)
-    flip: str = _opt("auto", "horizontal flips: `auto` = where the dataset allows (not digits, SVHN), `yes`, `no`",
+    flip: str = opt("auto", "horizontal flips: `auto` = where the dataset allows (not digits, SVHN), `yes`, `no`",
                      choices=FLIPS)
-    randaugment: str = _opt("", "RandAugment on the device in timm's syntax, e.g. `rand-m9-mstd0.5-inc1`; empty: "
+    randaugment: str = opt("", "RandAugment on the device in timm's syntax, e.g. `rand-m9-mstd0.5-inc1`; empty: "
                                 "off (docs/datasets.md: how it relates to timm's)", pattern=RANDAUGMENT_PATTERN)
-    mixup: float = _opt(0.0, "mixup Beta(alpha, alpha) parameter (0: off)", at_least=0)
-    cutmix: float = _opt(0.0, "cutmix Beta(alpha, alpha) parameter (0: off); with `mixup` too, one of the two per "
+    mixup: float = opt(0.0, "mixup Beta(alpha, alpha) parameter (0: off)", at_least=0)
+    cutmix: float = opt(0.0, "cutmix Beta(alpha, alpha) parameter (0: off); with `mixup` too, one of the two per "
                               "batch", at_least=0)
-    random_erasing: float = _opt(0.0, "probability of erasing one random box per image with normal noise (timm's "
+    random_erasing: float = opt(0.0, "probability of erasing one random box per image with normal noise (timm's "
                                       "`RandomErasing`, mode `pixel`; 0: off)", at_least=0, below=1)
-    interpolation: str = _opt("bilinear", "ImageNet: resampling of crops and evaluation resizes (`bilinear`: "
+    interpolation: str = opt("bilinear", "ImageNet: resampling of crops and evaluation resizes (`bilinear`: "
                                           "ResNet-style, `bicubic`: DeiT)", choices=INTERPOLATIONS)
-    eval_crop: float = _opt(0.875, "ImageNet evaluation: resize to size / `eval_crop` (256 for 224), then "
+    eval_crop: float = opt(0.875, "ImageNet evaluation: resize to size / `eval_crop` (256 for 224), then "
                                    "centre-crop", above=0, at_most=1)
-    decode: str = _opt("auto", "ImageNet: where JPEGs are decoded: `cpu` (PIL in DataLoader workers), `device` "
+    decode: str = opt("auto", "ImageNet: where JPEGs are decoded: `cpu` (PIL in DataLoader workers), `device` "
                                "(nvJPEG on the training GPU through torchvision; workers only read the files), "
                                "`auto` (= `device` on a GPU). Both take the same crop boxes; pixels agree within a "
                                "grey level (tested on the CPU)", choices=DECODES)
-    eval_batch_size: int = _opt(1024, "evaluation batch size", at_least=1)
-    amp: bool = _opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
-    accum_steps: int = _opt(1, "gradient accumulation: micro-batches per optimizer step, same global batch",
+    eval_batch_size: int = opt(1024, "evaluation batch size", at_least=1)
+    amp: bool = opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
+    accum_steps: int = opt(1, "gradient accumulation: micro-batches per optimizer step, same global batch",
                             at_least=1)
-    compile: bool = _opt(False, "`torch.compile` the model (CUDA only; needs a C compiler)")
-    checkpoint_every: int = _opt(1, "epochs between checkpoints (and always at the end)", at_least=1)
-    checkpoint_steps: int = _opt(0, "ImageNet: also checkpoint every N optimizer steps within an epoch (0: off); a "
+    compile: bool = opt(False, "`torch.compile` the model (CUDA only; needs a C compiler)")
+    checkpoint_every: int = opt(1, "epochs between checkpoints (and always at the end)", at_least=1)
+    checkpoint_steps: int = opt(0, "ImageNet: also checkpoint every N optimizer steps within an epoch (0: off); a "
                                     "resumed run continues at that step with the same data", at_least=0)
-    workers: int | None = _opt(None, "ImageNet: DataLoader worker processes per training process (0: load in the "
+    workers: int | None = opt(None, "ImageNet: DataLoader worker processes per training process (0: load in the "
                                      "training process); `null`: the CPUs this process may use (SLURM's "
                                      "`--cpus-per-task`) shared by the node's ranks, less one", at_least=0)
 
@@ -111,8 +101,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError naming the first bad field; fill the arm's default parameters."""
-        for f in dataclasses.fields(self):
-            _check_field(f, getattr(self, f.name))
+        check_fields(self)
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             raise ValueError(f"warmup_epochs={self.warmup_epochs}: must be < epochs={self.epochs}")
         if self.min_lr > self.lr:
@@ -166,60 +155,76 @@ class TrainConfig:
 
 
 
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
+@dataclass
+class LMConfig:
+    """Everything that defines a language-model run (mimetic.train.lm): a GPT trained from scratch
+    on one corpus. Defaults: nanoGPT's shakespeare_char recipe (AdamW, beta2 0.99, warm-up then
+    cosine from 1e-3 to 1e-4, batch 64, context 256, 5,000 iterations), evaluated on the whole
+    validation split."""
+
+    dataset: str = opt(None, "`shakespeare_char` (Tiny Shakespeare), `wikitext103` (WikiText-103 raw), `text` (the "
+                             "file `data.text.root`)", choices=TEXT_DATASETS, required=True)
+    model: str = opt(None, "the GPT (`mimetic.train.gpt`): transformers' GPT-2 layout at this size",
+                     choices=tuple(sorted(GPTS)), required=True)
+    tokenizer: str = opt("char", "`char`: the corpus' characters; `byte`: UTF-8 bytes (vocabulary 256); `gpt2`: "
+                                 "GPT-2's BPE (its files from the hub or `data.gpt2_tokenizer.root`)",
+                         choices=TOKENIZERS)
+    data_root: str | None = opt(None, "a folder holding the data stage's `tokens-<tokenizer>.npz` and `.json` to read "
+                                      "instead of `resources/data/<dataset>`")
+    init: str = opt("default", "attention initialization; set by the arm", choices=tuple(INITS))
+    init_params: dict = opt({}, "the init's parameters; set by the arm")
+    seed: int = opt(0, "seed of model init, attention init, the windows and dropout; set per run", at_least=0)
+    iterations: int = opt(5000, "optimizer steps", at_least=1)
+    warmup_iters: int = opt(100, "linear warm-up steps", at_least=0)
+    lr: float = opt(1e-3, "peak learning rate (AdamW)", above=0)
+    min_lr: float = opt(1e-4, "final learning rate of the cosine schedule", at_least=0)
+    beta2: float = opt(0.99, "AdamW beta2 (nanoGPT's for small batches)", above=0, below=1)
+    weight_decay: float = opt(0.1, "AdamW weight decay, on matrices only (not biases, norms)", at_least=0)
+    grad_clip: float = opt(1.0, "gradient-norm clipping (0: off)", at_least=0)
+    batch_size: int = opt(64, "windows per optimizer step", at_least=1)
+    context: int = opt(256, "tokens per window (at most the model's positions)", at_least=2)
+    eval_every: int = opt(250, "steps between evaluations on the whole validation split (and at the end)",
+                          at_least=1)
+    amp: bool = opt(True, "bf16 autocast on CUDA (ignored on the CPU)")
+    eval_batch_size: int = opt(64, "windows per evaluation batch", at_least=1)
+    checkpoint_every: int = opt(250, "steps between checkpoints", at_least=1)
+
+    EXECUTION = ("data_root", "eval_batch_size", "checkpoint_every")
+
+    def validate(self) -> "LMConfig":
+        """Raise ValueError naming the first bad field; fill the arm's default parameters."""
+        check_fields(self)
+        positions = GPTS.lookup(self.model)()["n_positions"]
+        if self.context > positions:
+            raise ValueError(f"context={self.context}: model {self.model!r} has {positions} positions; lower it")
+        if self.warmup_iters >= self.iterations:
+            raise ValueError(f"warmup_iters={self.warmup_iters}: must be < iterations={self.iterations}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr={self.min_lr}: must be <= lr={self.lr} (the schedule decays from lr to min_lr)")
+        self.init_params = check_params(self.init, self.init_params)
+        if "lm" not in INITS[self.init].kinds:
+            touches = ", ".join(INITS[self.init].touches)
+            raise ValueError(f"init={self.init!r}: works on ViTs only (it writes {touches})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def computed(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION}
 
 
-def _check_field(f: dataclasses.Field, value: Any) -> None:
-    """ValueError `name=value: what is wrong` for a value of the wrong type or out of its field's bounds."""
-    m, name = f.metadata, f.name
-    if value is None:
-        if m["required"] or "None" not in str(f.type):
-            raise ValueError(f"{name}: missing; it is required" if m["required"] else f"{name}=None: must be set")
-        return
-    kind = _TYPES[str(f.type).replace(" | None", "")]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        what = {str: "a string", int: "an integer", bool: "true or false", dict: "a mapping"}.get(kind, "a number")
-        raise ValueError(f"{name}={value!r}: must be {what}")
-    if m["choices"] is not None and value not in m["choices"]:
-        raise ValueError(f"{name}={value!r}: unknown; choose one of {list(m['choices'])}")
-    low = ">=" if m["at_least"] is not None else ">" if m["above"] is not None else None
-    high = "<" if m["below"] is not None else "<=" if m["at_most"] is not None else None
-    lo = m["at_least"] if m["at_least"] is not None else m["above"]
-    hi = m["below"] if m["below"] is not None else m["at_most"]
-    bad_low = low and (value < lo if low == ">=" else value <= lo)
-    bad_high = high and (value >= hi if high == "<" else value > hi)
-    if bad_low or bad_high:
-        if low and high:
-            raise ValueError(f"{name}={value}: must be in {'[' if low == '>=' else '('}{lo:g}, {hi:g}"
-                             f"{')' if high == '<' else ']'}")
-        raise ValueError(f"{name}={value}: must be {low or high} {lo if low else hi:g}")
+Recipe = TrainConfig | LMConfig
 
 
-def schema_properties() -> dict[str, dict[str, Any]]:
-    """The JSON-schema property of every recipe field but those an arm or a run sets (init,
-    init_params, seed): what the workflow's experiment section takes."""
-    out = {}
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("init", "init_params", "seed"):
-            continue
-        m, base = f.metadata, str(f.type).replace(" | None", "")
-        prop: dict[str, Any] = {}
-        if m["choices"] is not None:
-            prop["enum"] = list(m["choices"])
-        else:
-            kind = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}[base]
-            prop["type"] = [kind, "null"] if "None" in str(f.type) else kind
-        for key, schema_key in (("at_least", "minimum"), ("above", "exclusiveMinimum"), ("below", "exclusiveMaximum"),
-                                ("at_most", "maximum")):
-            if m[key] is not None:
-                prop[schema_key] = m[key]
-        if m["pattern"]:
-            prop["pattern"] = m["pattern"]
-        if not m["required"]:
-            prop["default"] = f.default
-        prop["description"] = m["help"]
-        out[f.name] = prop
-    return out
+def kind(dataset: str) -> str:
+    """The experiment kind of `dataset`: "lm" for a text corpus, else "vision"."""
+    return "lm" if dataset in TEXT_DATASETS else "vision"
+
+
+def recipe_class(dataset: str) -> type[TrainConfig] | type[LMConfig]:
+    """The recipe dataclass of an experiment on `dataset`."""
+    return LMConfig if kind(dataset) == "lm" else TrainConfig
 
 
 def run_recipe(experiment: dict[str, Any], init: str, params: dict[str, Any]) -> str:
@@ -228,16 +233,14 @@ def run_recipe(experiment: dict[str, Any], init: str, params: dict[str, Any]) ->
     keys at their default, with its arm's init. The workflow tracks this string, so a real recipe
     change re-runs the run, and neither a reordered config nor a key added here later (at a
     default that keeps what runs compute) does. summary.json records every key."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    keys = {k: v for k, v in experiment.items()
-            if k in defaults and k not in TrainConfig.EXECUTION and v != defaults[k]}
-    return json.dumps({**keys, "init": init, "init_params": params}, sort_keys=True)
+    cls = recipe_class(experiment["dataset"])
+    return json.dumps(recipe_json(cls, experiment, init, params), sort_keys=True)
 
 
 def execution_args(experiment: dict[str, Any], runs_per_gpu: int) -> list[str]:
     """How one run executes, as `mimetic train` options: its experiment's execution keys."""
     args = ["--gpus", str(experiment["gpus"]), "--runs-per-gpu", str(runs_per_gpu)]
-    for key in TrainConfig.EXECUTION:
+    for key in recipe_class(experiment["dataset"]).EXECUTION:
         value, option = experiment.get(key), f"--{key.replace('_', '-')}"
         if isinstance(value, bool):
             args.append(option if value else f"--no-{option[2:]}")
