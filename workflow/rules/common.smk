@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(SOURCE)))
 try:
     from mimetic import checks
     from mimetic.attention.init import init_files
-    from mimetic.data import stage_args, stage_files
+    from mimetic.data import PREPARED_NAMES, stage_args, stage_files
+    from mimetic.data.text import TEXT_DATASETS, TOKENIZERS, text_stage_files
     from mimetic.report import claims, outputs
     from mimetic.train import recipe
 except ImportError as e:
@@ -84,7 +85,7 @@ STRUCTURE_SEED = (
     if config["structure"]["seed"] is not None
     else config["seeds"][0]
 )
-PREPARED_DATASETS = [name for name in config["data"] if name != "imagenet"]
+PREPARED_DATASETS = [name for name in config["data"] if name in PREPARED_NAMES]
 GRID = outputs.has_grid(config["arms"], config["baseline"])
 TABLES = outputs.table_files("results/tables", GRID)
 FIGURES = outputs.figure_files("results/figures", GRID)
@@ -148,10 +149,15 @@ def get_cpus_per_task(wildcards):
 
 
 def get_data(wildcards):
-    """The prepared dataset a run reads (ImageNet: its index); none for the built-in datasets or
-    where the recipe's `data_root` names a prepared folder of its own."""
+    """The prepared dataset a run reads (ImageNet: its index; a corpus: its tokens); none for the
+    built-in datasets or where the recipe's `data_root` names a prepared folder of its own.
+    """
     exp = config["experiments"][wildcards.experiment]
-    if exp.get("data_root") or exp["dataset"] not in [*PREPARED_DATASETS, "imagenet"]:
+    if exp.get("data_root"):
+        return []
+    if exp["dataset"] in TEXT_DATASETS:
+        return list(text_stage_files(exp["dataset"], exp["tokenizer"]).values())
+    if exp["dataset"] not in [*PREPARED_DATASETS, "imagenet"]:
         return []
     return list(stage_files(exp["dataset"]).values())
 
@@ -160,6 +166,22 @@ def get_init_files(wildcards):
     """The local files an arm's init reads (a weight-selection teacher): a new one retrains the arm."""
     arm = config["arms"][wildcards.arm]
     return init_files(arm["init"], arm["params"])
+
+
+def get_text_source(wildcards):
+    """A local corpus file is an input of its tokens (an edited text re-tokenizes); the others are
+    found or downloaded by the data stage."""
+    root = config["data"][wildcards.corpus]["root"]
+    return [root] if wildcards.corpus == "text" and root else []
+
+
+def get_text_args(wildcards):
+    root = config["data"][wildcards.corpus]["root"]
+    tokenizer_root = config["data"]["gpt2_tokenizer"]["root"]
+    args = ["--root", root] if root else []
+    if wildcards.tokenizer == "gpt2" and tokenizer_root:
+        args += ["--tokenizer-root", tokenizer_root]
+    return args
 
 
 def get_stage_args(wildcards):

@@ -31,3 +31,23 @@ rule prepare_imagenet:
     shell:
         "python -m mimetic prepare imagenet {params.args:q} --workers {threads} --train {output.train:q} --test {output.test:q}"
         " --meta {output.meta:q} > {log:q} 2>&1"
+
+
+# A corpus as token ids, once per tokenizer the experiments use (docs/datasets.md, "Text").
+rule prepare_text:
+    input:
+        get_text_source,
+    output:
+        **text_stage_files("{corpus}", "{tokenizer}"),
+    log:
+        "logs/data/{corpus}-{tokenizer}.log",
+    wildcard_constraints:
+        corpus="|".join(TEXT_DATASETS),
+        tokenizer="|".join(TOKENIZERS),
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        args=get_text_args,
+    shell:
+        "python -m mimetic prepare {wildcards.corpus:q} --tokenizer {wildcards.tokenizer:q} {params.args:q}"
+        " --tokens {output.tokens:q} --meta {output.meta:q} > {log:q} 2>&1"
