@@ -35,10 +35,13 @@ TINY = {
     "experiments": {"digits": {"dataset": "digits", "model": "vit_digits", "epochs": 2, "batch_size": 256,
                                "warmup_epochs": 1, "lr": 0.002, "gpus": 0}},
 }
-# The trained pipeline: config/successors_quick.yaml (every arm of successors.yaml, 2 seeds) at 2
-# epochs, and weight selection from a planted teacher (tests/teacher.py), a file in its folder.
+# The trained pipeline: config/successors_quick.yaml (the arms of successors.yaml, 2 seeds) at 2
+# epochs, less the `identity` control (an attention-only init like mimetic, the same path through
+# the DAG; its construction is tests/test_init.py's), and weight selection from a planted teacher
+# (tests/teacher.py), a file in its folder.
 PIPELINE = yaml.safe_load((REPO / "config/successors_quick.yaml").read_text())
 PIPELINE["experiments"]["digits"]["epochs"] = 2
+del PIPELINE["arms"]["identity"]
 PIPELINE["arms"]["weight-selection"] = {"init": "weight-selection",
                                         "params": {"teacher": TEACHER, "file": "teacher.safetensors"}}
 ARMS = list(PIPELINE["arms"])

@@ -79,17 +79,23 @@ def device_name(device: Any) -> str:
 
 
 def environment() -> dict[str, Any]:
-    """What produced a run: code version, package versions, host."""
-    import numpy
-    import timm
-    import torch
+    """What produced a run: code version, package versions, host. The versions are the installed
+    distributions' (importlib.metadata): a language-model run imports no timm, and importing it
+    for its version string would cost each run seconds."""
+    from importlib.metadata import PackageNotFoundError, version
 
     import mimetic
 
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
     return {
-        "python": sys.version.split()[0], "torch": torch.__version__, "timm": timm.__version__,
-        "numpy": numpy.__version__, "mimetic": mimetic.__version__, **code_version(),
-        "host": platform.node(),
+        "python": sys.version.split()[0], "torch": installed("torch"), "timm": installed("timm"),
+        "transformers": installed("transformers"), "numpy": installed("numpy"), "mimetic": mimetic.__version__,
+        **code_version(), "host": platform.node(),
     }
 
 
@@ -118,7 +124,8 @@ def page(summaries: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
     env = [s["environment"] for s in summaries]
     code = Counter((e.get("git_commit"), e.get("git_dirty"), e.get("source_sha256", "")[:12], e.get("mimetic"))
                    for e in env)
-    packages = Counter((e.get("python"), e.get("torch"), e.get("timm"), e.get("numpy")) for e in env)
+    packages = Counter((e.get("python"), e.get("torch"), e.get("timm"), e.get("transformers"), e.get("numpy"))
+                       for e in env)
     devices = Counter((s["device"], s.get("device_type", "?"), s.get("processes", 1), s["environment"].get("host"))
                       for s in summaries)
     wall = sum(s["wall_time"] for s in summaries)
@@ -134,7 +141,7 @@ def page(summaries: Sequence[dict[str, Any]], config: dict[str, Any]) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Provenance</title><style>{style}</style>"
             f"</head><body><h1>Provenance</h1>"
             + table("Code", code, ("git commit", "uncommitted changes", "source sha256", "mimetic")) + warning
-            + table("Packages", packages, ("python", "torch", "timm", "numpy"))
+            + table("Packages", packages, ("python", "torch", "timm", "transformers", "numpy"))
             + table("Devices", devices, ("device", "type", "processes", "host")) + compute
             + "<h2>Resolved config</h2><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
             + "</body></html>\n")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from mimetic.data.core import DATA_DIR, CorruptFile, DatasetError, DatasetUnavailable
+from mimetic.data.core import CorruptFile, DatasetError, DatasetUnavailable, config_key, is_own_folder, own_folder
 
 BLOCK = 1 << 22  # bytes read at a time: a corpus is never held whole as text
 
@@ -74,17 +74,6 @@ class Located:
     sources: list[dict]
 
 
-def config_key(dataset: str) -> str:
-    return f"data.{dataset}.root"
-
-
-def own_folder(dataset: str) -> Path:
-    """fetch.own_folder's folder (fetch itself imports torchvision, which the config check must not)."""
-    return DATA_DIR / dataset
-
-
-def is_own_folder(dataset: str, root: str | Path) -> bool:
-    return Path(root).resolve() == own_folder(dataset).resolve()
 
 
 def wanted(source: TextSource) -> str:

@@ -27,6 +27,20 @@ def stage_files(name: str) -> dict[str, str]:
     return {key: f"{DATA_DIR}/{name}/{file}" for key, file in files.items()}
 
 
+def config_key(dataset: str) -> str:
+    """The config key that points `dataset` at a local copy."""
+    return f"data.{dataset}.root"
+
+
+def own_folder(dataset: str) -> Path:
+    """The project's own folder for `dataset`'s upstream files (the default of data.<name>.root)."""
+    return DATA_DIR / dataset
+
+
+def is_own_folder(dataset: str, root: str | Path) -> bool:
+    return Path(root).resolve() == own_folder(dataset).resolve()
+
+
 def stage_args(cfg: Mapping[str, Any]) -> list[str]:
     """`mimetic prepare` options from a config's `data.<name>` section (ImageNet without a root: the
     command stops, naming the key)."""

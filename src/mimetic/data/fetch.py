@@ -26,7 +26,7 @@ from pathlib import Path
 from torchvision.datasets.utils import calculate_md5, download_url
 
 from mimetic import io
-from mimetic.data.core import DATA_DIR, CorruptFile, DatasetUnavailable
+from mimetic.data.core import CorruptFile, DatasetUnavailable, config_key, is_own_folder, own_folder
 
 
 @dataclass(frozen=True)
@@ -55,18 +55,6 @@ class Found:
     folder: Path | None = None
 
 
-def config_key(dataset: str) -> str:
-    """The config key that points `dataset` at a local copy."""
-    return f"data.{dataset}.root"
-
-
-def own_folder(dataset: str) -> Path:
-    """The project's own folder for `dataset`'s upstream files (the default of data.<name>.root)."""
-    return DATA_DIR / dataset
-
-
-def is_own_folder(dataset: str, root: str | Path) -> bool:
-    return Path(root).resolve() == own_folder(dataset).resolve()
 
 
 def wanted(sources: list[Source], extracted: Extracted | None) -> str:

@@ -226,7 +226,7 @@ def initialization_table(runs: pd.DataFrame, baseline: str, treatment: str = com
 
     cols = ["touches", *(f"init_{k}" for k in INIT_STATS)]
     df = runs.assign(**{c: runs[c] if c in runs.columns else math.nan for c in cols})
-    df["touches"] = df["touches"].fillna(DASH).astype(str)
+    df["touches"] = df["touches"].astype(object).fillna(DASH).astype(str)  # all-NaN reads as float
     stats_of = df.groupby(["experiment", "arm"]).agg(touches=("touches", "first"), n=("seed", "size"),
                                                      **{k: (f"init_{k}", "mean") for k in INIT_STATS})
     rows = []

@@ -119,7 +119,7 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, data: TextData | None = None
     model.to(dev)
     optimizer = build_optimizer(cfg, model)
     progress = _resume(checkpoint, cfg, model, optimizer, dev, log)
-    # The tokens live on the device: a step's windows are gathered there, with no host copy.
+    # The tokens live on the device and a step's windows are gathered there: only the offsets cross.
     train, val = torch.from_numpy(data.train).to(dev), torch.from_numpy(data.val).to(dev)
     amp = autocast(cfg, dev)
     t0 = time.perf_counter()
@@ -215,14 +215,14 @@ def _resume(path: Path | None, cfg: LMConfig, model: nn.Module, optimizer: torch
 def _summary(cfg: LMConfig, data: TextData, model: nn.Module, progress: _Progress, experiment: str | None,
              arm: str | None, device: torch.device) -> dict[str, Any]:
     from mimetic.data.text import unigram_entropy
-    from mimetic.provenance import environment
+    from mimetic.provenance import device_name, environment
 
     last, best = progress.rows[-1], min(progress.rows, key=lambda r: r["val_loss"])
     seconds = sum(r["train_seconds"] for r in progress.rows)
     return {"kind": "lm", "final_val_loss": last["val_loss"], "best_val_loss": best["val_loss"],
             "best_step": best["step"], "final_val_ppl": last["val_ppl"], "final_val_bits": last["val_bits"],
             "tokens_per_s": cfg.iterations * cfg.batch_size * cfg.context / max(seconds, 1e-9),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "device": device_name(device), "device_type": device.type, "processes": 1,
             "unigram_entropy": unigram_entropy(data.val, data.vocab_size), "vocab_size": data.vocab_size,
             "train_tokens": len(data.train), "val_tokens": len(data.val), "iterations": cfg.iterations,
             "wall_time": progress.elapsed, "experiment": experiment or cfg.dataset, "arm": arm or cfg.init,
