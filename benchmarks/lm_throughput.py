@@ -27,7 +27,7 @@ from mimetic.train.recipe import LMConfig
 
 
 def step_fn(cfg: LMConfig, model: torch.nn.Module, tokens: torch.Tensor):
-    optimizer, amp = build_optimizer(cfg, model), autocast(cfg, tokens.device)
+    optimizer, amp = build_optimizer(cfg, model), autocast(tokens.device, cfg.amp)
     return lambda i: train_step(cfg, model, optimizer, tokens, i, amp)
 
 

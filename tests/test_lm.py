@@ -93,7 +93,7 @@ def test_a_training_step_copies_once_to_the_device_and_never_waits_on_it():
     cfg = lm.LMConfig(dataset="text", model="gpt_char_tiny", batch_size=4, context=16).validate()
     model = build_run_gpt(cfg.model, 65, 0, "mimetic", {}).to("meta")
     optimizer, tokens = lm.build_optimizer(cfg, model), torch.zeros(1000, dtype=torch.long, device="meta")
-    amp = lm.autocast(cfg, tokens.device)
+    amp = lm.autocast(tokens.device, cfg.amp)
     lm.train_step(cfg, model, optimizer, tokens, 0, amp)  # the optimizer's state is made at its first step
     with DeviceWork() as work:
         lm.train_step(cfg, model, optimizer, tokens, 1, amp)

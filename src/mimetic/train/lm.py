@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from mimetic import io
 from mimetic.data.text import TextData, check_context, eval_windows, load_tokens, text_stage_files, train_windows
+from mimetic.train._amp import autocast
 from mimetic.train.recipe import LMConfig
 
 
@@ -46,13 +47,6 @@ def build_optimizer(cfg: LMConfig, model: nn.Module) -> torch.optim.AdamW:
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
-
-
-def autocast(cfg: LMConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA where the recipe asks for it; nothing on the CPU."""
-    if cfg.amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -121,7 +115,7 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, data: TextData | None = None
     progress = _resume(checkpoint, cfg, model, optimizer, dev, log)
     # The tokens live on the device and a step's windows are gathered there: only the offsets cross.
     train, val = torch.from_numpy(data.train).to(dev), torch.from_numpy(data.val).to(dev)
-    amp = autocast(cfg, dev)
+    amp = autocast(dev, cfg.amp)
     t0 = time.perf_counter()
     # Summed where the model is: reading a loss back every step would wait on the device each time.
     loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=dev)

@@ -28,18 +28,12 @@ from torch import Tensor, nn
 
 from mimetic import io
 from mimetic.train import checkpoint as ckpt
+from mimetic.train._amp import autocast
 from mimetic.train.distributed import Dist, setup_distributed
 from mimetic.train.inputs import make_inputs
 from mimetic.provenance import device_name, environment
 from mimetic.train.models import build_model, init_record
 from mimetic.train.recipe import TrainConfig
-
-
-def _autocast(device: torch.device, amp: bool):
-    """bf16 autocast on CUDA; elsewhere fp32 (the CPU's bf16 is slow; `meta` has no autocast)."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -49,7 +43,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], amp: bo
     model.eval()
     totals, count = None, 0  # loss sum and correct on the device; the count is known here
     for xb, yb in batches:
-        with _autocast(xb.device, amp):
+        with autocast(xb.device, amp):
             logits = model(xb)
         batch = torch.stack([F.cross_entropy(logits.float(), yb, reduction="sum"),
                              (logits.argmax(-1) == yb).sum().float()])
@@ -93,7 +87,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     for i, (xm, ym) in enumerate(zip(x.chunk(cfg.accum_steps), y.chunk(cfg.accum_steps))):
         # DDP all-reduces gradients on the last micro-batch only.
         sync = ddp is None or i == cfg.accum_steps - 1
-        with (contextlib.nullcontext() if sync else ddp.no_sync()), _autocast(x.device, cfg.amp):
+        with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast(x.device, cfg.amp):
             logits = model(xm)
         # Soft targets (mixup/cutmix) work as they are; label smoothing applies to both.
         loss = F.cross_entropy(logits.float(), ym, label_smoothing=cfg.label_smoothing)
