@@ -2,11 +2,13 @@
 
 train/<wnid>/*.JPEG and val/<wnid>/*.JPEG; each class is a digit, drawn large in a class colour
 on a photo-sized canvas of varied size. Among the training images: a greyscale JPEG, a CMYK JPEG,
-a PNG named .JPEG (ImageNet has one) and a truncated, unreadable JPEG.
+a PNG named .JPEG (ImageNet has one) and a truncated, unreadable JPEG. `folder_mistake` then
+breaks a copy of it the ways a user's copy can be broken.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +52,19 @@ def imagenet_folder(root: Path, train: int = 8, val: int = 3, seed: int = 0) -> 
     (root / CORRUPT).write_bytes(good[: len(good) // 2])
     (cls / "notes.txt").write_text("not an image")  # skipped by extension
     return root
+
+
+def folder_mistake(root: Path, kind: str) -> str:
+    """Break the last class folder of `root`'s val/ (scanned last: train/ is fine): "empty" (no image
+    left), or "utf8" (one more real JPEG named b"\\xff.JPEG", not valid UTF-8). Returns the path the
+    error should name, as it names it."""
+    folder = root.resolve() / "val" / WNIDS[-1]
+    if kind == "empty":
+        for image in folder.iterdir():
+            image.unlink()
+        return str(folder)
+    assert kind == "utf8", kind
+    fd = os.open(os.fsencode(folder) + b"/\xff.JPEG", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    with os.fdopen(fd, "wb") as f:
+        f.write((folder / f"{WNIDS[-1]}_0.JPEG").read_bytes())
+    return f"{folder}/\\xff.JPEG"

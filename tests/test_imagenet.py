@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from mimetic.train.models import build_model
 from mimetic.train.recipe import TrainConfig
 from mimetic.train.loop import train
 
-from imagenet_data import CORRUPT, WNIDS, imagenet_folder
+from imagenet_data import CORRUPT, WNIDS, folder_mistake, imagenet_folder
 
 EXACT = ["epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc"]  # not timings
 CPU = torch.device("cpu")
@@ -78,6 +79,53 @@ def test_class_and_per_class_subsets(folder, tmp_path):
             (WNIDS[0], "0"), (WNIDS[2], "1")]
     with pytest.raises(DatasetError, match="n09999999"):
         index(folder, tmp_path / "c", classes=["n09999999", WNIDS[0]], workers=1)
+
+
+def test_directory_links_are_not_followed_and_each_file_is_indexed_once(folder, tmp_path):
+    """A directory link back up (train/<wnid>/loop -> ..) reached every file of the split many
+    times; a file link is a second path to a file already indexed. Both are left out by name."""
+    copy = Path(shutil.copytree(folder, tmp_path / "copy")).resolve()
+    loop = copy / "train" / WNIDS[1] / "loop"
+    loop.symlink_to("..")
+    target, link = copy / "train" / WNIDS[0] / f"{WNIDS[0]}_0.JPEG", copy / "train" / WNIDS[2] / "zz_link.JPEG"
+    link.symlink_to(target)
+    lines = []
+    meta = index(copy, tmp_path / "idx", workers=2, log=lines.append)
+    assert meta["left_out"] == {str(link): f"the same file as {target}", str(loop): "a directory link, not followed"}
+    assert f"imagenet: left out {loop}: a directory link, not followed" in lines
+    assert f"imagenet: left out {link}: the same file as {target}" in lines
+    assert json.loads((tmp_path / "idx/meta.json").read_text())["left_out"] == meta["left_out"]
+    with open(tmp_path / "idx/train.csv", newline="") as f:
+        paths = [r["path"] for r in csv.DictReader(f)]
+    assert len(paths) == len({os.path.realpath(p) for p in paths}) == meta["train"] == 3 * 8 + 3
+    assert list(meta["unreadable"]) == [str(copy / CORRUPT)]  # reached once, not through the loop
+
+
+@pytest.mark.parametrize("kind", ["empty", "unreadable", "utf8"])
+def test_a_folder_mistake_is_one_line_and_leaves_no_index(folder, tmp_path, monkeypatch, kind):
+    """Found in val/, after train/ was scanned: still nothing is written."""
+    copy = Path(shutil.copytree(folder, tmp_path / "copy"))
+    if kind == "unreadable":  # root reads any folder: os.walk's scandir refuses this one instead
+        path, scandir = str(copy.resolve() / "val" / WNIDS[-1]), os.scandir
+
+        def refuses(top="."):
+            if os.fspath(top) == path:
+                raise PermissionError(13, "Permission denied", path)
+            return scandir(top)
+
+        monkeypatch.setattr(os, "scandir", refuses)
+        expected = (f"cannot read the folder {path} (Permission denied); make it readable (chmod -R u+rX {path}) "
+                    "or leave the class out with the config key data.imagenet.classes")
+    else:
+        path = folder_mistake(copy, kind)
+        expected = {"empty": f"{path} holds no image files",
+                    "utf8": f"{path} is not a valid UTF-8 file name; rename it"}[kind]
+    out = tmp_path / "idx"
+    out.mkdir()
+    with pytest.raises(DatasetError) as e:
+        index(copy, out, workers=1, log=lambda s: None)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+    assert list(out.iterdir()) == []
 
 
 def test_every_image_comes_out_rgb_at_the_model_size(indexed):
@@ -188,17 +236,50 @@ def test_two_process_ddp_matches_one_process(indexed, tmp_path):
     assert json.loads((tmp_path / "two/summary.json").read_text())["processes"] == 2
 
 
-def test_a_file_that_breaks_after_indexing_is_named(folder, tmp_path):
+def broken_index(folder: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """An index (its folder) whose first training file was truncated after indexing, and that file."""
     copy = tmp_path / "copy"
-    copy.mkdir()
+    copy.mkdir(parents=True)
     index(folder, tmp_path / "idx", classes=2, train_per_class=2, workers=1, log=lambda s: None)
     rows = (tmp_path / "idx/train.csv").read_text().splitlines()
     victim = Path(rows[1].split(",")[0])
     broken = copy / victim.name
     broken.write_bytes(victim.read_bytes()[:100])
     (tmp_path / "idx/train.csv").write_text("\n".join([rows[0], f"{broken},0", *rows[2:]]) + "\n")
-    with pytest.raises(DatasetError, match=str(broken)):
-        batches(recipe(tmp_path / "idx", batch_size=4), 1)
+    return tmp_path / "idx", broken
+
+
+def test_a_file_that_breaks_after_indexing_is_named(folder, tmp_path):
+    """In one line, also from a DataLoader worker (torch re-raises a worker's exception with the
+    worker's traceback as its message)."""
+    idx, broken = broken_index(folder, tmp_path)
+    for workers in (0, 2):
+        with pytest.raises(DatasetError, match=str(broken)) as e:
+            batches(recipe(idx, batch_size=4, workers=workers), 1)
+        assert "\n" not in str(e.value), workers
+
+
+def test_folder_mistakes_end_the_commands_in_one_line(folder, tmp_path):
+    """What a user sees: `mimetic prepare` on an empty class folder and on a name that is not UTF-8,
+    `mimetic train` (loader workers) on a file broken after indexing; one line each, exit status 1."""
+    idx, broken = broken_index(folder, tmp_path / "train")
+    cfg = recipe(idx, batch_size=4, workers=2).to_dict()
+    commands = {f"cannot read {broken}": ["train", "--recipe", json.dumps(cfg), "--gpus", "0", "--threads", "1",
+                                          "--out", str(tmp_path / "run")]}
+    for kind in ("empty", "utf8"):
+        copy = Path(shutil.copytree(folder, tmp_path / kind))
+        path = folder_mistake(copy, kind)
+        commands[path] = ["prepare", "imagenet", "--root", str(copy), "--workers", "1", "--train",
+                          str(tmp_path / kind / "idx/train.csv"), "--test", str(tmp_path / kind / "idx/val.csv"),
+                          "--meta", str(tmp_path / kind / "idx/meta.json")]
+    procs = {named: subprocess.Popen([sys.executable, "-m", "mimetic", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for named, args in commands.items()}
+    for named, proc in procs.items():  # run side by side: each start imports torch
+        _, err = proc.communicate(timeout=300)
+        command = commands[named][0]
+        assert proc.returncode == 1 and err.count("\n") == 1, err[-3000:]
+        assert err.startswith(f"mimetic {command}: imagenet: ") and named in err and "Traceback" not in err
+    assert not any((tmp_path / kind / "idx").exists() for kind in ("empty", "utf8"))
 
 
 def test_missing_index_and_folder_name_what_to_do(tmp_path):

@@ -139,7 +139,19 @@ class Packed:
                                             for f in dataclasses.fields(self) if f.name != "paths"})
 
 
-def collate(items: list[Encoded | Decoded]) -> Packed:
+@dataclasses.dataclass
+class Unreadable:
+    """A file a worker could not read, in place of an image or batch: its DatasetError's message,
+    raised by the trainer (StreamInputs._loaded). Raised in the worker, it would come back from
+    torch with the worker's whole traceback as its message."""
+
+    message: str
+
+
+def collate(items: list[Encoded | Decoded | Unreadable]) -> Packed | Unreadable:
+    failed = next((it for it in items if isinstance(it, Unreadable)), None)
+    if failed is not None:
+        return failed
     raw, data, paths, decoded, decoded_at, start = [], [], [], [], [], 0
     for pos, it in enumerate(items):
         if isinstance(it, Encoded):
@@ -182,6 +194,15 @@ class _Images(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def __getitem__(self, key) -> Encoded | Decoded | Unreadable:
+        try:
+            return self._item(key)
+        except DatasetError as e:
+            return Unreadable(str(e))
+
+    def _item(self, key) -> Encoded | Decoded:
+        raise NotImplementedError
+
 
 class TrainImages(_Images):
     """Training images, indexed by (image, epoch): a crop box and flip drawn from (seed, epoch, image)."""
@@ -191,7 +212,7 @@ class TrainImages(_Images):
         super().__init__(samples, size, interpolation, decode)
         self.seed, self.flip = seed, flip
 
-    def __getitem__(self, key: tuple[int, int]) -> Encoded | Decoded:
+    def _item(self, key: tuple[int, int]) -> Encoded | Decoded:
         i, epoch = key
         path, label = self.samples[i]
         rng = random.Random(f"{self.seed}-{epoch}-{i}")  # str seeds hash the same in every process
@@ -224,7 +245,7 @@ class EvalImages(_Images):
         super().__init__(samples, size, interpolation, decode)
         self.crop_pct = crop_pct
 
-    def __getitem__(self, i: int) -> Encoded | Decoded:
+    def _item(self, i: int) -> Encoded | Decoded:
         path, label = self.samples[i]
         jpeg = _jpeg(path) if self.decode == "device" else None
         if jpeg:
@@ -481,8 +502,8 @@ class StreamInputs:
             yield self.augment.normalize(x), t["labels"]
 
     def _loaded(self, loader: DataLoader) -> Iterator[Packed]:
-        """The loader's batches; a worker that died or stopped answering ends the run with the
-        likely causes, never a hang (DataLoader's timeout)."""
+        """The loader's batches; a file a worker could not read ends the run naming it, and a worker
+        that died or stopped answering with the likely causes, never a hang (DataLoader's timeout)."""
         batches = iter(loader)
         while True:
             try:
@@ -502,6 +523,8 @@ class StreamInputs:
                                    f"e.g. `ulimit -n {raise_to}`), a worker "
                                    "killed for memory (see `dmesg`), or a stalled file system; fewer `workers` or a "
                                    "smaller batch need less of both") from e
+            if isinstance(batch, Unreadable):
+                raise DatasetError(batch.message)
             yield batch
 
 
