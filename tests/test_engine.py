@@ -62,15 +62,70 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_result(tmp_path, re
     assert not ckpt.exists()
 
 
-def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, reference):
-    out = tmp_path / "ddp"
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
     run("--processes", "2", "--out", str(out))
-    ddp, single = pd.read_csv(out / "metrics.csv"), pd.read_csv(reference / "metrics.csv")
+    return out
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(ddp_reference, reference):
+    ddp, single = pd.read_csv(ddp_reference / "metrics.csv"), pd.read_csv(reference / "metrics.csv")
     for col in ("train_loss", "test_loss", "lr"):
         assert ddp[col].to_numpy() == pytest.approx(single[col].to_numpy(), rel=1e-4), col
     assert (ddp["test_acc"] - single["test_acc"]).abs().max() <= 100 * 2 / 360  # at most 2 of 360 images
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((ddp_reference / "summary.json").read_text())
     assert summary["processes"] == 2
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_sigterm_mid_epoch_checkpoints_then_the_rerun_equals_the_uninterrupted_run(
+        tmp_path, request, processes):
+    """Pre-emption as SLURM does it: SIGTERM (to the launcher; with 2 processes it passes it on to
+    the workers, which agree on the step to stop at), the step finished, the checkpoint written
+    mid-epoch, exit status 75; then the same command, to the uninterrupted run's metrics and weights."""
+    reference = request.getfixturevalue("reference" if processes == 1 else "ddp_reference")
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt.pt"
+    argv = ["--out", str(out), "--checkpoint", str(ckpt), "--processes", str(processes)]
+    proc = subprocess.Popen(cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1/"):  # written after epoch 1's evaluation: epoch 2's steps come next
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            break
+    said = proc.stdout.read().splitlines()
+    assert proc.wait(timeout=60) == 75, said
+    assert time.monotonic() - sent < 30  # within torchrun's wait for its workers, and SLURM's default KillWait
+    assert said[-1].startswith("mimetic train: stopped by SIGTERM"), said
+    saved = torch.load(ckpt, weights_only=True)  # tensors and plain values only
+    assert (saved["epoch"], saved["step"]) in {(1, 1), (1, 2), (1, 3)}, "mid-epoch 2 (of 5 steps)"
+    assert not (out / "summary.json").exists()
+
+    resumed = run(*argv)
+    assert f"resumed from {ckpt} at epoch 2 step {saved['step']}" in resumed.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(out / "metrics.csv")[EXACT],
+                                  pd.read_csv(reference / "metrics.csv")[EXACT])
+    a, b = load_file(out / "final.safetensors"), load_file(reference / "final.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not ckpt.exists()
+
+
+def test_a_checkpoint_holding_a_pickled_object_is_refused_unrun(tmp_path):
+    """A file planted where the checkpoint goes: loading it would run its code (here: make a file)."""
+    marker, ckpt = tmp_path / "ran", tmp_path / "ckpt.pt"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    torch.save({"config": {}, "model": Payload()}, ckpt)
+    proc = subprocess.run(cli("--out", str(tmp_path / "run"), "--checkpoint", str(ckpt)), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and not marker.exists()
+    assert proc.stderr.splitlines() == [
+        f"mimetic train: checkpoint {ckpt} is refused: it holds the pickled object posix.system, which could run "
+        "code when loaded, and mimetic's checkpoints hold only tensors and plain values; delete it to train the run "
+        "from the start"]
 
 
 def test_gradient_accumulation_keeps_the_global_batch(tmp_path):

@@ -5,6 +5,8 @@ killed mid-way resumes to the uninterrupted result."""
 import dataclasses
 import json
 import math
+import os
+import signal
 
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from safetensors.torch import load_file
 
 from mimetic.data.text import load_text
 from mimetic.train import lm
+from mimetic.train.preempt import Preempted
 from text_data import plays_text
 
 EXACT = ["step", "lr", "train_loss", "val_loss", "val_ppl", "val_bits"]  # not timings
@@ -48,30 +51,48 @@ def check_records(folder, summary):
     assert any(init["changed"].values()) and not init["changed"]["transformer.wte.weight"]
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_result(text, tmp_path, monkeypatch):
-    cfg = config(text, init="mimetic")
-    check_records(tmp_path / "whole", lm.train_lm(cfg, tmp_path / "whole", data=text, log=lambda s: None))
-    windows = lm.train_windows
+@pytest.fixture(scope="module")
+def whole(text, tmp_path_factory):
+    """The uninterrupted run that the stopped ones must equal."""
+    folder = tmp_path_factory.mktemp("whole")
+    check_records(folder, lm.train_lm(config(text, init="mimetic"), folder, data=text, log=lambda s: None))
+    return folder
 
-    def dies_at_step_25(tokens, context, batch, seed, step):
-        if step == 25:
-            raise KeyboardInterrupt  # after the checkpoint of step 20
+
+def same_run(a, b):
+    pd.testing.assert_frame_equal(pd.read_csv(a / "metrics.csv")[EXACT], pd.read_csv(b / "metrics.csv")[EXACT])
+    wa, wb = load_file(a / "final.safetensors"), load_file(b / "final.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("how", ["killed", "sigterm"])
+def test_a_stopped_run_resumes_to_the_uninterrupted_result(text, whole, tmp_path, monkeypatch, how):
+    """Killed at step 25 it resumes from the checkpoint of step 20; sent SIGTERM during step 23
+    (pre-emption) it finishes that step, writes its checkpoint and stops, and resumes from step 24."""
+    cfg, windows, ckpt = config(text, init="mimetic"), lm.train_windows, tmp_path / "ckpt.pt"
+
+    def stops_at_step(tokens, context, batch, seed, step):
+        if how == "killed" and step == 25:
+            raise KeyboardInterrupt
+        if how == "sigterm" and step == 23:
+            os.kill(os.getpid(), signal.SIGTERM)
         return windows(tokens, context, batch, seed, step)
 
-    monkeypatch.setattr(lm, "train_windows", dies_at_step_25)
-    with pytest.raises(KeyboardInterrupt):
-        lm.train_lm(cfg, tmp_path / "killed", data=text, checkpoint=tmp_path / "ckpt.pt", log=lambda s: None)
-    assert (tmp_path / "ckpt.pt").is_file() and not (tmp_path / "killed/summary.json").exists()
+    monkeypatch.setattr(lm, "train_windows", stops_at_step)
+    with pytest.raises(KeyboardInterrupt if how == "killed" else Preempted) as stopped:
+        lm.train_lm(cfg, tmp_path / "run", data=text, checkpoint=ckpt, log=lambda s: None)
+    assert not (tmp_path / "run/summary.json").exists()
+    step = {"killed": 20, "sigterm": 24}[how]
+    if how == "sigterm":
+        assert str(stopped.value) == (f"stopped by SIGTERM at step 24 of 30; checkpoint written to {ckpt}; the same "
+                                      "command resumes it (exit status 75: retry)")
+    assert torch.load(ckpt, weights_only=True)["progress"]["step"] == step
     monkeypatch.setattr(lm, "train_windows", windows)
     said = []
-    assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["progress"]["step"] == 20
-    lm.train_lm(cfg, tmp_path / "killed", data=text, checkpoint=tmp_path / "ckpt.pt", log=said.append)
-    assert any("resumed from" in s and "step 20" in s for s in said)
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole/metrics.csv")[EXACT],
-                                  pd.read_csv(tmp_path / "killed/metrics.csv")[EXACT])
-    a, b = load_file(tmp_path / "whole/final.safetensors"), load_file(tmp_path / "killed/final.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not (tmp_path / "ckpt.pt").exists()
+    lm.train_lm(cfg, tmp_path / "run", data=text, checkpoint=ckpt, log=said.append)
+    assert said[0] == f"resumed from {ckpt} at step {step}"
+    same_run(whole, tmp_path / "run")
+    assert not ckpt.exists()
 
 
 def test_bad_lm_config_names_the_key(text):

@@ -1,5 +1,6 @@
 """Crashes as a user meets them, and the recovery docs/training.md documents: kill -9 of the
-whole workflow mid-training, a kill during output writing, redoing one run, a bad record."""
+whole workflow mid-training, a kill during output writing, pre-emption (SIGTERM to every
+process), redoing one run, a bad record."""
 
 import os
 import signal
@@ -79,6 +80,33 @@ def test_kill_9_mid_training_then_the_documented_recovery(tmp_path, reference):
     assert "resumed from" in log  # not trained again from scratch
     same_run(work, reference)
     assert not list((work / "results").rglob("*.tmp")) and not list((work / "results").rglob(".*.tmp"))
+
+
+def test_sigterm_to_every_process_as_slurm_does_then_the_same_command(tmp_path, reference):
+    """Pre-emption: SLURM signals every process of the job (Snakemake, the run); Snakemake waits
+    for its jobs, each run writes its checkpoint and exits 75; the same command resumes them."""
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen(command(work, "--cores", "2", "tables"), env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoint = work / "results/checkpoints/digits/mimetic/seed0.pt"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=120) != 0
+    # The run's own status, not a shell's death by the signal (143): the rule execs the run, so
+    # Snakemake waits for the checkpoint instead of seeing the job end at once.
+    assert "exit status 75" in proc.stderr.read()
+    log = (work / "logs/train/digits/mimetic/seed0.log").read_text()
+    assert "mimetic train: stopped by SIGTERM" in log and checkpoint.is_file(), log[-2000:]
+    assert not (work / RUN / "summary.json").exists()
+
+    again = snakemake(work, "--cores", "2", "tables")  # no lock left behind: the same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in (work / "logs/train/digits/mimetic/seed0.log").read_text()
+    same_run(work, reference)
 
 
 def test_redo_one_run_the_documented_way(tmp_path, reference):

@@ -553,6 +553,7 @@ def test_slurm_submits_only_training_runs_with_their_gpus(tmp_path, fake_slurm, 
         # CPU cores in proportion to the GPUs (cpus_per_gpu, default 8), and one task, not one per GPU
         # (plugin issues #316, #459).
         assert f"--cpus-per-task={8 * gpus}" in call and "--ntasks-per-gpu" not in call, call
+        assert "--signal=TERM@120" in call  # pre-emption's warning before the time limit (docs/training.md)
 
 
 def test_the_paper_grid_plans_through_the_slurm_profile(tmp_path):

@@ -313,8 +313,9 @@ def _usual_errors() -> tuple[type[BaseException], ...]:
 
 def _train_errors() -> tuple[type[BaseException], ...]:
     from mimetic.train.launch import LaunchError
+    from mimetic.train.preempt import Preempted
 
-    return (ValueError, DatasetError, LaunchError)
+    return (ValueError, DatasetError, LaunchError, Preempted)
 
 
 def _bench_errors() -> tuple[type[BaseException], ...]:
@@ -417,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except COMMANDS[args.command].errors() as e:
+        if hasattr(e, "exit_code"):  # a pre-empted run: its own status, which says "retry"
+            print(f"mimetic {args.command}: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(e.exit_code) from None
         raise SystemExit(f"mimetic {args.command}: {e}") from None
     return 0
 

@@ -26,7 +26,9 @@ rule train_run:
         run=RUN,  # the run's folder, which the trainer owns
         # Outside the declared outputs, so Snakemake never deletes it: a re-run resumes.
         checkpoint="results/checkpoints/{experiment}/{arm}/seed{seed}.pt",
+    # exec: the run takes the shell's place, so SIGTERM (pre-emption) reaches it and no shell dies
+    # of it first, leaving the run behind
     shell:
-        "python -m mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
+        "exec python -m mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
         " --seed {wildcards.seed} --out {params.run:q} --checkpoint {params.checkpoint:q} {params.execution:q}"
         " --threads {threads} > {log:q} 2>&1"

@@ -4,11 +4,14 @@ makes a checkpoint another config's.
 It holds where training stands, (epoch, step) both counted from 0, the finished epochs' metric
 rows, the unfinished epoch's running totals (mid-epoch checkpoints), and the model, optimizer,
 scheduler and RNG states. It lives outside the workflow's declared outputs, so a rerun resumes.
+Tensors and plain values only: it loads with `weights_only=True`, so a planted file runs no code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mimetic import io
+from mimetic.train.distributed import Dist
 from mimetic.train.recipe import TrainConfig
 
 
@@ -35,13 +39,17 @@ class Totals:
         return cls(torch.zeros(steps, device=device), torch.zeros((), device=device), torch.zeros((), device=device),
                    lr)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"losses": self.losses.cpu(), "loss_sum": self.loss_sum.cpu(), "correct": self.correct.cpu(),
-                "lr": self.lr, "train_time": self.train_time}
+    def to_dict(self, dist: Dist = Dist()) -> dict[str, Any]:
+        """For the checkpoint: the sums over all ranks, as rank 0 writes it for the whole batch."""
+        losses, loss_sum, correct = (dist.sum(t.clone()).cpu() for t in (self.losses, self.loss_sum, self.correct))
+        return {"losses": losses, "loss_sum": loss_sum, "correct": correct, "lr": self.lr,
+                "train_time": self.train_time}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], device: torch.device) -> "Totals":
-        return cls(d["losses"].to(device), d["loss_sum"].to(device), d["correct"].to(device), d["lr"], d["train_time"])
+    def from_dict(cls, d: dict[str, Any], device: torch.device, dist: Dist = Dist()) -> "Totals":
+        """From the checkpoint: rank 0 resumes the sums of all ranks, the others add theirs from zero."""
+        keep = 1 if dist.main else 0
+        return cls(*(keep * d[k].to(device) for k in ("losses", "loss_sum", "correct")), d["lr"], d["train_time"])
 
 
 @dataclasses.dataclass
@@ -68,6 +76,22 @@ def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that is not loaded; the message names it and what to do."""
+
+
+def read(path: Path, device: torch.device) -> dict[str, Any]:
+    """The checkpoint at `path`, loaded with weights_only=True (any run's: ViT or GPT)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e), re.IGNORECASE)  # torch words it differently by version
+        what = f"the pickled object {found.group(1)}" if found else "pickled Python objects"
+        raise CheckpointError(f"checkpoint {path} is refused: it holds {what}, which could run code when loaded, "
+                              "and mimetic's checkpoints hold only tensors and plain values; delete it to train "
+                              "the run from the start") from None
+
+
 def differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """The recipe keys in which a checkpoint's config differs from cfg (execution keys aside)."""
     now = cfg.to_dict()
@@ -89,7 +113,7 @@ def resume(path: Path | None, cfg: TrainConfig, net: nn.Module, optimizer: Any, 
     training stands; a fresh Progress where there is none or it is another config's (said in the log)."""
     if path is None or not path.exists():
         return Progress()
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = read(path, device)
     diff = differences(state["config"], cfg)
     if diff:
         log(f"checkpoint {path} belongs to another config (differs in {diff}); starting from scratch")

@@ -19,7 +19,7 @@ import torch
 
 from mimetic import io
 
-from mimetic.train import gpu
+from mimetic.train import gpu, preempt
 from mimetic.train.recipe import LMConfig, Recipe, TrainConfig, recipe_class
 
 
@@ -147,14 +147,28 @@ def _print(line: str) -> None:
 
 
 def _torchrun(nproc: int, argv: list[str]) -> None:
-    """Re-run `python -m mimetic <argv>` under torchrun with `nproc` processes (one per GPU)."""
+    """Re-run `python -m mimetic <argv>` under torchrun with `nproc` processes (one per GPU). A stop
+    request (SIGTERM, SIGUSR1) goes on to the workers, which stop at one step together (train.preempt)."""
     # --standalone: a local rendezvous on a free port, so concurrent runs never collide.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            "-m", "mimetic", *argv]
-    # torchrun must not outlive us: if this launcher is killed, its workers get SIGTERM.
-    status = subprocess.run(cmd, preexec_fn=die_with_parent).returncode
+    stop = preempt.StopRequest()
+    with subprocess.Popen(cmd, preexec_fn=_torchrun_child) as proc:
+        preempt.forward_to_children(stop, proc.pid)
+        status = proc.wait()
+    if stop.signum is not None:
+        raise preempt.Preempted(f"stopped by {stop.name}: the workers wrote their checkpoint (their lines are "
+                                f"above); the same command resumes the run (exit status {preempt.EXIT_CODE}: retry)")
     if status:
         raise LaunchError(f"torchrun exited with status {status} (the workers' errors are above)")
+
+
+def _torchrun_child() -> None:
+    """torchrun's process (preexec_fn): it dies with its launcher, and ignores SIGUSR1, which it has no
+    handler for and would die of (under SLURM every process of the job gets `--signal`'s), leaving
+    its workers behind; the workers install their own handler."""
+    die_with_parent()
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 def die_with_parent() -> None:

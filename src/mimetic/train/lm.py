@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from mimetic import io
 from mimetic.data.text import TextData, check_context, eval_windows, load_tokens, text_stage_files, train_windows
 from mimetic.train._amp import autocast
+from mimetic.train.checkpoint import read
+from mimetic.train.preempt import StopRequest, on_signals, stopped
 from mimetic.train.recipe import LMConfig
 
 
@@ -107,12 +109,30 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, data: TextData | None = None
     (default: the data stage's files, prepared_files)."""
     cfg.validate()
     out_dir, checkpoint, dev = Path(out_dir), Path(checkpoint) if checkpoint else None, torch.device(device)
-    data = data if data is not None else load_tokens(*prepared_files(cfg))
-    check_context(data, cfg.context)
-    model, record = _model(cfg, data)
-    model.to(dev)
-    optimizer = build_optimizer(cfg, model)
-    progress = _resume(checkpoint, cfg, model, optimizer, dev, log)
+    with on_signals() as stop:  # SIGTERM/SIGUSR1: the step in progress, the checkpoint, out (train.preempt)
+        data = data if data is not None else load_tokens(*prepared_files(cfg))
+        check_context(data, cfg.context)
+        model, record = _model(cfg, data)
+        model.to(dev)
+        optimizer = build_optimizer(cfg, model)
+        progress = _resume(checkpoint, cfg, model, optimizer, dev, log)
+        _steps(cfg, model, optimizer, data, progress, dev, checkpoint, stop, log)
+    summary = _summary(cfg, data, model, progress, experiment, arm, dev)
+    io.write_csv(out_dir / "metrics.csv", pd.DataFrame(progress.rows))
+    io.write_json(out_dir / "init.json", record)
+    # GPT-2 ties lm_head to the token embedding: stored once, as transformer.wte.weight
+    state = {k: v.cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    io.write_safetensors(out_dir / "final.safetensors", state, metadata={"model": cfg.model, "init": cfg.init,
+                                                                          "seed": str(cfg.seed)})
+    io.write_json(out_dir / "summary.json", summary)
+    if checkpoint:
+        checkpoint.unlink(missing_ok=True)
+    return summary
+
+
+def _steps(cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer, data: TextData, progress: _Progress,
+           dev: torch.device, checkpoint: Path | None, stop: StopRequest, log: Callable[[str], None]) -> None:
+    """The iterations from progress.step on, with their evaluations and checkpoints."""
     # The tokens live on the device and a step's windows are gathered there: only the offsets cross.
     train, val = torch.from_numpy(data.train).to(dev), torch.from_numpy(data.val).to(dev)
     amp = autocast(dev, cfg.amp)
@@ -132,22 +152,14 @@ def train_lm(cfg: LMConfig, out_dir: str | Path, *, data: TextData | None = None
             progress.loss_sum, progress.loss_count, progress.interval, t0 = 0.0, 0, 0.0, time.perf_counter()
             loss_sum.zero_()
             log(_line(cfg, progress.rows[-1]))
-        if checkpoint and (progress.step % cfg.checkpoint_every == 0) and progress.step < cfg.iterations:
+        halt = stop.after_step() and progress.step < cfg.iterations
+        if checkpoint and (halt or progress.step % cfg.checkpoint_every == 0) and progress.step < cfg.iterations:
             progress.loss_sum = loss_sum.item()
             now = time.perf_counter()
             progress.interval, progress.elapsed, t0 = progress.interval + now - t0, progress.elapsed + now - t0, now
             _save(checkpoint, cfg, model, optimizer, progress)
-    summary = _summary(cfg, data, model, progress, experiment, arm, dev)
-    io.write_csv(out_dir / "metrics.csv", pd.DataFrame(progress.rows))
-    io.write_json(out_dir / "init.json", record)
-    # GPT-2 ties lm_head to the token embedding: stored once, as transformer.wte.weight
-    state = {k: v.cpu() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    io.write_safetensors(out_dir / "final.safetensors", state, metadata={"model": cfg.model, "init": cfg.init,
-                                                                          "seed": str(cfg.seed)})
-    io.write_json(out_dir / "summary.json", summary)
-    if checkpoint:
-        checkpoint.unlink(missing_ok=True)
-    return summary
+        if halt:
+            raise stopped(stop, f"at step {progress.step} of {cfg.iterations}", checkpoint)
 
 
 def _model(cfg: LMConfig, data: TextData) -> tuple[nn.Module, dict[str, Any]]:
@@ -192,7 +204,7 @@ def _resume(path: Path | None, cfg: LMConfig, model: nn.Module, optimizer: torch
             device: torch.device, log: Callable[[str], None]) -> _Progress:
     if path is None or not path.is_file():
         return _Progress()
-    state = torch.load(path, map_location=device, weights_only=True)
+    state = read(path, device)
     if state["config"] != cfg.computed():
         log(f"checkpoint {path} is of another recipe: not resumed, trained from the start")
         return _Progress()

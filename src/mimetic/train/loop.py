@@ -3,8 +3,9 @@
 A run folder holds metrics.csv (a row per epoch), final.safetensors and summary.json,
 written in that order, each atomically, so summary.json marks a finished run. A checkpoint
 (kept elsewhere, outside the workflow's declared outputs) lets a killed run resume from its
-last finished epoch, or step (cfg.checkpoint_steps, for ImageNet's long epochs), with the same
-result it would have had uninterrupted.
+last finished epoch, or step (cfg.checkpoint_steps, for ImageNet's long epochs; or the step at
+which SIGTERM stopped it, mimetic.train.preempt), with the same result it would have had
+uninterrupted.
 
 The public pieces (build_optimizer, build_scheduler, train_step, evaluate) are what
 `mimetic bench` times, so the benchmark measures the step a run takes.
@@ -33,6 +34,7 @@ from mimetic.train.distributed import Dist, setup_distributed
 from mimetic.train.inputs import make_inputs
 from mimetic.provenance import device_name, environment
 from mimetic.train.models import build_model, init_record
+from mimetic.train.preempt import StopRequest, on_signals, stopped
 from mimetic.train.recipe import TrainConfig
 
 
@@ -129,7 +131,7 @@ def _remove_stale_temporaries(out_dir: Path, checkpoint: Path | None) -> None:
 class Run:
     """One run's pieces, as set up: its recipe, place, inputs, model (`net` the plain module for
     weights, checkpoints and evaluation; `model` what trains: DDP and compile wrap it), optimizer,
-    scheduler and checkpoint file."""
+    scheduler, checkpoint file and whether it was asked to stop."""
 
     cfg: TrainConfig
     dist: Dist
@@ -141,10 +143,17 @@ class Run:
     scheduler: CosineLRScheduler
     checkpoint: Path | None
     init_record: dict[str, Any]  # init.json: taken at set-up, from the model as initialized
+    stop: StopRequest
 
     def save(self, progress: ckpt.Progress) -> None:
         if self.checkpoint and self.dist.main:
             ckpt.save(self.checkpoint, self.cfg, progress, self.net, self.optimizer, self.scheduler, self.device)
+
+    def save_and_stop(self, progress: ckpt.Progress, where: str) -> None:
+        """Pre-empted: the checkpoint at `progress`, then out (no rank leaves before it is written)."""
+        self.save(progress)
+        self.dist.barrier()
+        raise stopped(self.stop, where, self.checkpoint)
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = None, arm: str | None = None,
@@ -156,32 +165,38 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, experiment: str | None = Non
     init), recorded in summary.json so that analysis never reads them back from folder names.
     checkpoint: written every cfg.checkpoint_every epochs (and cfg.checkpoint_steps steps) and read
     back on start, so a killed run resumes; removed once the run's outputs are complete. Under
-    torchrun, every rank trains its shard of each batch and rank 0 writes.
+    torchrun, every rank trains its shard of each batch and rank 0 writes. SIGTERM or SIGUSR1
+    stops the run after the step in progress, its checkpoint written (mimetic.train.preempt).
     """
     cfg.validate()
     dist, dev = setup_distributed(device)
     try:
-        log = log if dist.main else (lambda s: None)
-        run = _set_up(cfg, dist, dev, Path(out_dir), Path(checkpoint) if checkpoint else None)
-        progress = ckpt.resume(run.checkpoint, cfg, run.net, run.optimizer, run.scheduler, dev, log)
-        pace, (start, start_step) = _Pace(cfg.epochs), (progress.epoch, progress.step)
-        for epoch in range(start, cfg.epochs):
-            first = start_step if epoch == start else 0
-            progress.rows.append(_epoch(run, progress, epoch, first))
-            log(pace.line(progress.rows[-1], first / run.inputs.steps))
-            if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                progress.epoch, progress.step, progress.totals = epoch + 1, 0, {}
-                run.save(progress)
-        summary = _summary(run, progress, experiment, arm)
-        if dist.main:
-            _write_outputs(run, Path(out_dir), progress, summary)
-        dist.barrier()  # no rank leaves before rank 0 has written the outputs
-        return summary
+        with on_signals(dist) as stop:
+            log = log if dist.main else (lambda s: None)
+            run = _set_up(cfg, dist, dev, Path(out_dir), Path(checkpoint) if checkpoint else None, stop)
+            progress = ckpt.resume(run.checkpoint, cfg, run.net, run.optimizer, run.scheduler, dev, log)
+            pace, (start, start_step) = _Pace(cfg.epochs), (progress.epoch, progress.step)
+            for epoch in range(start, cfg.epochs):
+                first = start_step if epoch == start else 0
+                progress.rows.append(_epoch(run, progress, epoch, first))
+                log(pace.line(progress.rows[-1], first / run.inputs.steps))
+                halt = stop.now() and epoch + 1 < cfg.epochs  # the last epoch's outputs take no longer
+                if halt or (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                    progress.epoch, progress.step, progress.totals = epoch + 1, 0, {}
+                    if halt:
+                        run.save_and_stop(progress, f"after epoch {epoch + 1}")
+                    run.save(progress)
+            summary = _summary(run, progress, experiment, arm)
+            if dist.main:
+                _write_outputs(run, Path(out_dir), progress, summary)
+            dist.barrier()  # no rank leaves before rank 0 has written the outputs
+            return summary
     finally:
         dist.close()
 
 
-def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, checkpoint: Path | None) -> Run:
+def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, checkpoint: Path | None,
+            stop: StopRequest) -> Run:
     if cfg.batch_size % (dist.world * cfg.accum_steps):
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by processes x accum_steps "
                          f"= {dist.world} x {cfg.accum_steps}")
@@ -198,15 +213,16 @@ def _set_up(cfg: TrainConfig, dist: Dist, dev: torch.device, out_dir: Path, chec
         model = torch.compile(model)
     optimizer = build_optimizer(cfg, net, dev)
     return Run(cfg, dist, dev, inputs, net, model, optimizer, build_scheduler(cfg, optimizer, inputs.steps),
-               checkpoint, record)
+               checkpoint, record, stop)
 
 
 def _epoch(run: Run, progress: ckpt.Progress, epoch: int, first: int) -> dict[str, Any]:
     """Train epoch `epoch` from step `first` (its totals from the checkpoint), then evaluate;
-    returns its metrics row. Mid-epoch checkpoints every cfg.checkpoint_steps steps."""
+    returns its metrics row. Mid-epoch checkpoints every cfg.checkpoint_steps steps, and where a
+    stop is requested (but for the last step: the epoch's end comes first)."""
     cfg, inputs, steps = run.cfg, run.inputs, run.inputs.steps
     t0 = time.perf_counter()
-    totals = ckpt.Totals.from_dict(progress.totals, run.device) if first else ckpt.Totals.fresh(
+    totals = ckpt.Totals.from_dict(progress.totals, run.device, run.dist) if first else ckpt.Totals.fresh(
         steps, run.optimizer.param_groups[0]["lr"], run.device)
     run.model.train()
     for step, (x, y) in enumerate(inputs.epoch(epoch, first), start=first):
@@ -214,10 +230,13 @@ def _epoch(run: Run, progress: ckpt.Progress, epoch: int, first: int) -> dict[st
         totals.losses[step], totals.loss_sum, totals.correct = loss, totals.loss_sum + loss * len(y), \
             totals.correct + right
         run.scheduler.step_update(num_updates=epoch * steps + step + 1)
-        if cfg.checkpoint_steps and (step + 1) % cfg.checkpoint_steps == 0 and step + 1 < steps:
+        halt = run.stop.after_step() and step + 1 < steps  # every step, on every rank: the ranks vote
+        if halt or cfg.checkpoint_steps and (step + 1) % cfg.checkpoint_steps == 0 and step + 1 < steps:
             now = time.perf_counter()
             progress.elapsed, totals.train_time, t0 = progress.elapsed + now - t0, totals.train_time + now - t0, now
-            progress.epoch, progress.step, progress.totals = epoch, step + 1, totals.to_dict()
+            progress.epoch, progress.step, progress.totals = epoch, step + 1, totals.to_dict(run.dist)
+            if halt:
+                run.save_and_stop(progress, f"at epoch {epoch + 1} step {step + 1} of {steps}")
             run.save(progress)
     _check_finite(totals.losses, epoch, run.dist)
     seen = steps * inputs.batch_size  # images per epoch, all ranks together
