@@ -151,3 +151,21 @@ def test_weight_selection_plans_only_with_a_teacher_it_can_load(tmp_path, monkey
         if where is None and not params:  # and the dry run stops on it, naming the key
             proc, _ = dry_run(tmp_path, text, {**os.environ})
             assert proc.returncode != 0 and message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+def test_seeds_are_bounded_by_what_the_run_wildcard_matches(tmp_path):
+    """A seed that the run folders' `seed` wildcard cannot match planned as a MissingInputException
+    naming its records; the schema's bound is that wildcard's, so a larger seed is named `seeds`."""
+    wildcard = re.search(r'^\s+seed=r"([^"]+)",$', (REPO / "workflow/rules/common.smk").read_text(), re.M).group(1)
+    largest = yaml.safe_load(SCHEMA.read_text())["properties"]["seeds"]["items"]["maximum"]
+    assert re.fullmatch(wildcard, str(largest)) and not re.fullmatch(wildcard, str(largest + 1)), (
+        f"the schema's seeds maximum {largest} is not the largest seed the wildcard {wildcard!r} matches")
+    too_large = "seeds.1: 12345678901 is greater than the maximum"
+    for seeds, message in [([0, largest], None), ([0, 12345678901], too_large)]:
+        text = BASE.replace("seeds: [0, 1]", f"seeds: {seeds}")
+        (tmp_path / "config.yaml").write_text(text)
+        if message is None:
+            check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA, validate)
+        else:
+            with pytest.raises(ConfigError, match=re.escape(message)):
+                check_config(yaml.safe_load(text), [tmp_path / "config.yaml"], SCHEMA, validate)

@@ -99,6 +99,20 @@ def environment() -> dict[str, Any]:
     }
 
 
+def config_param(config: dict[str, Any]) -> str:
+    """The resolved config as the provenance rule passes it: JSON, which `mimetic provenance
+    --config` reads back as it was, with `<`, `>` and `&` written as \\u escapes.
+
+    Snakemake's report embeds every rule's params as they are in an inline <script>: a
+    `</script>` in any config string (a data root, a path) would end the script there and
+    break the whole report. JSON allows these escapes in any string; keys stay sorted, so that
+    reordering a config changes no param (and reruns nothing)."""
+    import json
+
+    text = json.dumps(config, sort_keys=True)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def write_page(out: str | os.PathLike, summary_files: Sequence[str | os.PathLike], config: dict[str, Any]) -> None:
     """The provenance page of the runs whose summary.json files are given, to `out`."""
     import json
