@@ -2,6 +2,8 @@
 their signs and layout, through timm's loader (safetensors and .pt) and the GPT-2 reader."""
 
 import json
+import os
+import re
 
 import pytest
 import timm
@@ -10,7 +12,7 @@ from safetensors.torch import save_file
 
 from mimetic import cli
 from mimetic.attention.weights import attention_layers
-from mimetic.attention.pretrained import PretrainedUnavailable, gpt2_weights, pretrained_weights
+from mimetic.attention.pretrained import NotACheckpoint, PretrainedUnavailable, gpt2_weights, pretrained_weights
 from mimetic.attention.structure import products_from_weights, structure_metrics
 
 VIT = "vit_tiny_patch16_224"  # timm architecture: d = 192, 3 heads of 64, 12 layers
@@ -91,8 +93,9 @@ def test_vit_checkpoint_with_another_head_and_a_mismatched_one(tmp_path):
         assert torch.equal(products["qk"], qk.float()) and torch.equal(products["vo"], vo.float()), name
     del headless["blocks.3.attn.qkv.weight"]
     save_file(headless, str(tmp_path / "broken.safetensors"))
-    with pytest.raises(RuntimeError, match="blocks.3.attn.qkv.weight"):
-        pretrained_weights(VIT, tmp_path / "broken.safetensors")
+    with pytest.raises(ValueError, match=r"pretrained\.tiny\.file: checkpoint .*broken\.safetensors does not fit "
+                                         r"'vit_tiny_patch16_224' \(Missing key.*blocks\.3\.attn\.qkv\.weight"):
+        pretrained_weights(VIT, tmp_path / "broken.safetensors", label="tiny")
 
 
 def test_vit_products_give_the_models_attention_scores(vit_checkpoint):
@@ -184,6 +187,67 @@ def test_gpt2_errors_name_the_problem(tmp_path):
         pretrained_weights(VIT, tmp_path / "gpt2.safetensors", num_heads=3, label="tiny")
     with pytest.raises(FileNotFoundError, match=r"pretrained\.small\.file"):
         pretrained_weights("gpt2", tmp_path / "missing.safetensors", label="small")
+    with pytest.raises(NotACheckpoint, match=r"pretrained\.small\.file: .* is a folder"):
+        pretrained_weights("gpt2", tmp_path, label="small")
+    with pytest.raises(ValueError, match=r"pretrained\.small\.num_heads=0: must be >= 1"):
+        pretrained_weights("gpt2", tmp_path / "gpt2.safetensors", num_heads=0, label="small")
+
+
+class _Payload:
+    """Unpickling it runs `touch marker`: what a planted checkpoint does to a loader that unpickles anything."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("model, name, nest, legacy", [
+    ("gpt2", "evil.pt", None, False),
+    (VIT, "evil.bin", "state_dict", False),  # nested, as training scripts save
+    (VIT, "evil.pth", "model", True),  # torch.save's pre-1.6 pickle format
+])
+def test_a_planted_checkpoint_is_refused_in_one_line_and_runs_nothing(tmp_path, model, name, nest, legacy):
+    """A `pretrained: {file: ...}` entry goes to `mimetic extract --file` (workflow/rules/pretrained.smk):
+    the file is read with weights_only=True whatever timm's version, and refused naming the key,
+    the file and the pickled global; the payload never runs."""
+    marker = tmp_path / "ran"
+    state = {"h.0.attn.c_attn.weight": torch.zeros(4, 12), "x": _Payload(marker)}
+    path = tmp_path / name
+    torch.save({nest: state} if nest else state, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(SystemExit) as err:
+        cli.main(["extract", "--model", model, "--file", str(path), "--label", "planted", *outputs(tmp_path)])
+    message = str(err.value)
+    assert message == (f"mimetic extract: pretrained.planted.file: checkpoint {path} is refused: it holds the pickled "
+                       "object posix.system, which could run code when loaded; give a safetensors file or a "
+                       "torch.save of tensors only")
+    assert not marker.exists() and not (tmp_path / "products.safetensors").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"is not a checkpoint \(it is empty\)"),
+    (b"layer,head\n0,1\n", r"is not a checkpoint \(neither safetensors nor torch.save's\)"),
+    (torch.zeros(3), "holds a Tensor, not a state dict"),
+    ({"h.0.attn.c_attn.weight": [1.0]}, "is no state dict: its entry 'h.0.attn.c_attn.weight' is a list, not a tensor"),
+])
+def test_a_file_that_is_no_state_dict_is_said_so(tmp_path, content, message):
+    path = tmp_path / "model.safetensors"  # the name does not decide: the first bytes do
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(NotACheckpoint, match=rf"^pretrained\.x\.file: checkpoint {re.escape(str(path))} {message}"):
+        pretrained_weights("gpt2", path, label="x")
+
+
+def test_wrapper_prefixes_are_stripped_and_a_legacy_file_loads(tmp_path):
+    """DDP's `module.` and torch.compile's `_orig_mod.` come off, as timm's loader took them off."""
+    state, plants = gpt2_state_dict()
+    torch.save({"model": {f"_orig_mod.module.{k}": v for k, v in state.items()}}, tmp_path / "gpt2.pt",
+               _use_new_zipfile_serialization=False)
+    products = products_from_weights(pretrained_weights("gpt2", tmp_path / "gpt2.pt", num_heads=GPT2_HEADS))
+    assert torch.equal(products["qk"], expected_products(plants, GPT2_HEADS)[0].float())
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 ViTs go through timm, so a hub name with a tag (`vit_tiny_patch16_224.augreg_in21k_ft_in1k`)
 and a local checkpoint (safetensors or a PyTorch state dict) load the same way, through the
-model's own checkpoint filter. GPT-2 is read straight from its checkpoint file: the four
-projections are all the analysis needs, so `transformers` is not required.
+model's own checkpoint filter. A local file is read here, not by timm's loader: by its first bytes,
+a PyTorch one with weights_only=True, so a planted pickle is refused whatever timm's version.
+GPT-2 is read straight from its checkpoint file: the four projections are all the analysis needs,
+so `transformers` is not required.
 
 GPT-2's attention is a fused Conv1D `c_attn` whose weight is (d, 3d) and computes
 y = x @ W + b: it is already in the x @ W convention of `mimetic.attention.weights`, so W_q, W_k,
@@ -14,10 +16,13 @@ nn.Linear's weight = W^T). Heads split the columns of each block, h*k .. (h+1)*k
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mimetic import io
 
 if TYPE_CHECKING:  # torch on first use: the workflow's config check reads the GPT-2 sizes
     from torch import Tensor, nn
@@ -30,8 +35,15 @@ GPT2_REPO = "openai-community/{model}"  # where the Hugging Face hub keeps the r
 _GPT2_QKV = re.compile(r"^(?:transformer\.)?h\.(\d+)\.attn\.c_attn\.weight$")
 
 
+_WRAPPERS = ("module.", "_orig_mod.")  # DDP's and torch.compile's key prefixes, in either order (timm strips them)
+
+
 class PretrainedUnavailable(RuntimeError):
     """The weights are neither reachable on the hub nor in the cache, and no local file was given."""
+
+
+class NotACheckpoint(ValueError):
+    """A local checkpoint file that is refused or holds no state dict; the message names it and what to do."""
 
 
 def is_gpt2(model: str) -> bool:
@@ -58,18 +70,98 @@ def _unavailable(model: str, config_key: str, cause: BaseException) -> Pretraine
 
 def _existing(path: str | os.PathLike, config_key: str) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise NotACheckpoint(f"{config_key}: {str(path)!r} is a folder; give the checkpoint file in it (safetensors "
+                             "or a PyTorch state dict)")
     if not path.is_file():
         raise FileNotFoundError(f"{config_key}: checkpoint file {str(path)!r} does not exist; "
                                 "give a safetensors or PyTorch state-dict file, or remove the key to use the hub")
     return path
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """A checkpoint file as a flat state dict: safetensors, or a torch.save'd state dict (also one
-    nested under "state_dict" or "model", as training scripts save them)."""
-    from timm.models import load_state_dict as timm_load
+def _kind(path: Path) -> str | None:
+    """What the file holds, from its first bytes (not its name): "safetensors" (an 8-byte header
+    length, then the header's JSON), "torch" (torch.save's zip archive, or the pickle of its legacy
+    format), or None for anything else."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
+        return "safetensors"
+    if head.startswith((b"PK\x03\x04", b"\x80")):  # a zip's local header; a pickle's PROTO opcode
+        return "torch"
+    return None
 
-    return timm_load(str(path), use_ema=False)
+
+def _torch_load(path: Path, name: str) -> object:
+    import torch
+
+    try:
+        # weights_only explicitly: timm 1.0.9-1.0.25 unpickled anything, so a planted file ran code. An
+        # open file, not its name: recent torch reads a name ending in .safetensors as safetensors.
+        with path.open("rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = io.refused_global(e)
+        what = f"the pickled object {refused}" if refused else "pickled Python objects"
+        raise NotACheckpoint(f"{name} is refused: it holds {what}, which could run code when loaded; give a "
+                             "safetensors file or a torch.save of tensors only") from None
+    except (RuntimeError, EOFError) as e:  # a zip archive torch cannot read, a truncated pickle
+        raise NotACheckpoint(f"{name} is not a readable PyTorch checkpoint ({_first_line(e)}); give a safetensors "
+                             "file or a torch.save'd state dict") from None
+
+
+def _first_line(e: BaseException) -> str:
+    """The first sentence of an error's text: torch appends paragraphs of advice."""
+    line = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return line.split(". ")[0]
+
+
+def _state(loaded: object, name: str) -> dict[str, Tensor]:
+    """The flat state dict in a loaded checkpoint: at the top, or under "state_dict" or "model" as
+    training scripts save it, with DDP's and torch.compile's prefixes stripped."""
+    import torch
+
+    if isinstance(loaded, Mapping):
+        nested = next((loaded[k] for k in ("state_dict", "model") if isinstance(loaded.get(k), Mapping)), None)
+        loaded = loaded if nested is None else nested
+    if not isinstance(loaded, Mapping):
+        raise NotACheckpoint(f"{name} holds a {type(loaded).__name__}, not a state dict; give a mapping of parameter "
+                             "names to tensors (at the top, or under 'state_dict' or 'model')")
+    bad = next((k for k, v in loaded.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        what = (f"its entry {bad!r} is a {type(loaded[bad]).__name__}, not a tensor" if isinstance(bad, str) else
+                f"its key {bad!r} is a {type(bad).__name__}, not a parameter name")
+        raise NotACheckpoint(f"{name} is no state dict: {what}; give a mapping of parameter names to tensors")
+    state = {}
+    for key, tensor in loaded.items():
+        while key.startswith(_WRAPPERS):
+            key = key.split(".", 1)[1]
+        state[key] = tensor
+    return state
+
+
+def load_state_dict(path: str | os.PathLike, config_key: str | None = None) -> dict[str, Tensor]:
+    """A checkpoint file as a flat state dict: safetensors, or a torch.save'd state dict (also one
+    nested under "state_dict" or "model", as training scripts save them), read without running
+    code whatever timm's version. NotACheckpoint (its message names `config_key` and the file) for
+    a file that is none of these or holds pickled objects."""
+    path = Path(path)
+    name = f"{config_key}: checkpoint {path}" if config_key else f"checkpoint {path}"
+    kind = _kind(path)
+    if kind is None:
+        what = "it is empty" if not path.stat().st_size else "neither safetensors nor torch.save's"
+        raise NotACheckpoint(f"{name} is not a checkpoint ({what}); give a safetensors file or a torch.save'd state "
+                             "dict (.pt, .pth, .bin)")
+    if kind == "torch":
+        return _state(_torch_load(path, name), name)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return _state(load_file(str(path), device="cpu"), name)
+    except SafetensorError as e:  # a header that is not safetensors' JSON, a truncated file
+        raise NotACheckpoint(f"{name} is not a readable safetensors file ({e}); give an intact safetensors file "
+                             "or a torch.save'd state dict") from None
 
 
 def load_timm(model: str, file: str | os.PathLike | None = None, *,
@@ -86,11 +178,12 @@ def load_timm(model: str, file: str | os.PathLike | None = None, *,
         raise ValueError(f"{model!r} is not a timm model name; see timm.list_models() (tags like "
                          "'.augreg_in21k_ft_in1k' are allowed), or use 'gpt2' for GPT-2")
     if file is not None:
-        state = load_state_dict(_existing(file, config_key))
+        state = load_state_dict(_existing(file, config_key), config_key)
         # A fine-tuned checkpoint may have any number of classes: build the model with the
         # file's, so timm loads strictly (a mismatched attention key still fails loudly).
         classifier = f"{timm.models.get_pretrained_cfg(model).classifier}.weight"
-        num_classes = state[classifier].shape[0] if classifier in state else 0
+        head = state.get(classifier)
+        num_classes = head.shape[0] if head is not None and head.dim() == 2 else 0
         # The overlay makes timm treat the file as the pretrained source, so the model's own
         # checkpoint filter (key renames, position-embedding resize) applies to it as to hub weights.
         overlay = dict(state_dict=state, num_classes=num_classes)
@@ -119,8 +212,8 @@ def gpt2_weights(state_dict: Mapping[str, Tensor], num_heads: int) -> list[Atten
         if proj_key not in state_dict:
             raise ValueError(f"GPT-2 checkpoint has {layers[i]!r} but no {proj_key!r}")
         qkv, proj = state_dict[layers[i]], state_dict[proj_key]
-        d = qkv.shape[0]
-        if qkv.shape != (d, 3 * d) or proj.shape != (d, d):
+        d = qkv.shape[0] if qkv.dim() == 2 else 0
+        if not d or qkv.shape != (d, 3 * d) or proj.shape != (d, d):
             raise ValueError(f"layer {i}: c_attn {tuple(qkv.shape)}, c_proj {tuple(proj.shape)}; a GPT-2 "
                              "Conv1D layout needs c_attn (d, 3d) and c_proj (d, d)")
         if d % num_heads:
@@ -152,10 +245,27 @@ def pretrained_weights(model: str, file: str | os.PathLike | None = None, num_he
         if num_heads is not None:
             raise ValueError(f"pretrained.{label}.num_heads: only GPT-2 checkpoints take it; timm models "
                              f"({model!r}) know their own heads")
-        return [layer.read() for layer in attention_layers(load_timm(model, file, config_key=file_key))]
+        return [layer.read() for layer in attention_layers(_timm_from(model, file, file_key, label))]
+    if num_heads is not None and num_heads < 1:
+        raise ValueError(f"pretrained.{label}.num_heads={num_heads}: must be >= 1")
     heads = num_heads or GPT2_HEADS.get(model)
     if heads is None:
         raise ValueError(f"pretrained.{label}.num_heads: required for {model!r}; known sizes are "
                          f"{GPT2_HEADS}")
-    path = _existing(file, file_key) if file is not None else _gpt2_hub_file(model, file_key)
-    return gpt2_weights(load_state_dict(path), heads)
+    if file is None:
+        return gpt2_weights(load_state_dict(_gpt2_hub_file(model, file_key)), heads)
+    return gpt2_weights(load_state_dict(_existing(file, file_key), file_key), heads)
+
+
+def _timm_from(model: str, file: str | os.PathLike | None, file_key: str, label: str) -> nn.Module:
+    """load_timm, with a file of another architecture said in one line (timm lists every key)."""
+    if file is None:
+        return load_timm(model, config_key=file_key)
+    try:
+        return load_timm(model, file, config_key=file_key)
+    except RuntimeError as e:  # load_state_dict's list of missing, unexpected and mismatched keys
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        first = next((line for line in lines if "mismatch" in line or "key" in line), _first_line(e))
+        first = first if len(first) <= 300 else first[:300] + "..."  # a list of every missing key
+        raise ValueError(f"{file_key}: checkpoint {file} does not fit {model!r} ({first}); set "
+                         f"pretrained.{label}.model to the checkpoint's timm architecture") from None

@@ -5,6 +5,7 @@ choices, read by the checks and by the generated schema and docs. One idiom for 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import field
 from typing import Any
 
@@ -39,6 +40,8 @@ def check_field(f: dataclasses.Field, value: Any) -> None:
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         what = {str: "a string", int: "an integer", bool: "true or false", dict: "a mapping"}.get(kind, "a number")
         raise ValueError(f"{name}={value!r}: must be {what}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}={value}: must be a finite number")  # JSON's NaN and Infinity pass every bound
     if m["choices"] is not None and value not in m["choices"]:
         raise ValueError(f"{name}={value!r}: unknown; choose one of {list(m['choices'])}")
     low = ">=" if m["at_least"] is not None else ">" if m["above"] is not None else None
