@@ -7,7 +7,9 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import pickle
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,9 +24,10 @@ import scipy.io
 import torch
 from PIL import Image
 
-from mimetic.data import (DATASETS, PREPARED, PREPARED_NAMES, CorruptFile, DatasetUnavailable, load_dataset,
-                          load_prepared)
-from mimetic.data.stage import prepare
+from mimetic.data import (DATASETS, PREPARED, PREPARED_NAMES, CorruptFile, DatasetUnavailable, data_fingerprint,
+                          load_dataset, load_prepared)
+from mimetic.data.core import Arrays
+from mimetic.data.stage import fingerprint, prepare
 from mimetic.data.fetch import Extracted, Source
 
 OFFLINE_URL = "http://127.0.0.1:9/"  # the discard port: refused at once, like a machine without internet
@@ -489,3 +492,39 @@ def test_the_digits_split_is_cached_identical_and_then_needs_no_scikit_learn(tmp
     a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
     assert all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a.files)
     assert [a[k].shape for k in a.files] == [(1437, 1, 8, 8), (1437,), (360, 1, 8, 8), (360,)]
+
+
+# --- the fingerprint ---------------------------------------------------------------------------
+
+def test_the_fingerprint_is_the_arrays_content_not_their_path(tmp_path, monkeypatch):
+    cifar_archive(tmp_path / "raw", "cifar10")
+    point_at(monkeypatch, "cifar10", tmp_path / "raw")
+    meta = prepare("cifar10", root=tmp_path / "raw", outputs=tmp_path / "a")
+    assert set(meta) == {"name", "classes", "flip", "shape", "train", "test", "sources", "fingerprint"}
+    assert len(meta["fingerprint"]) == 64 and set(meta["fingerprint"]) <= set("0123456789abcdef")  # sha256, hex
+    assert data_fingerprint(tmp_path / "a" / "meta.json") == meta["fingerprint"]
+    # what the runs read: the arrays as written, whatever the upstream files were
+    written = arrays(tmp_path / "a")
+    assert fingerprint(Arrays(**written, classes=meta["classes"]), meta["flip"]) == meta["fingerprint"]
+    assert prepare("cifar10", root=tmp_path / "raw", outputs=tmp_path / "b")["fingerprint"] == meta["fingerprint"]
+    copy = shutil.copytree(tmp_path / "raw", tmp_path / "elsewhere" / "copy")
+    again = prepare("cifar10", root=copy, outputs=tmp_path / "c")
+    assert again["sources"] != meta["sources"] and again["fingerprint"] == meta["fingerprint"]
+    extracted = extract(copy / PREPARED["cifar10"].sources[0].filename, tmp_path / "extracted")
+    point_extracted_at(monkeypatch, "cifar10", extracted / PREPARED["cifar10"].extracted.folder)
+    assert prepare("cifar10", root=extracted, outputs=tmp_path / "d")["fingerprint"] == meta["fingerprint"]
+    cifar_archive(tmp_path / "other", "cifar10")  # other random pixels and labels
+    point_at(monkeypatch, "cifar10", tmp_path / "other")
+    assert prepare("cifar10", root=tmp_path / "other", outputs=tmp_path / "e")["fingerprint"] != meta["fingerprint"]
+    old = tmp_path / "old.json"  # a meta.json written before there was a fingerprint
+    old.write_text(json.dumps({k: v for k, v in meta.items() if k != "fingerprint"}))
+    assert data_fingerprint(old) is None
+
+
+def test_reading_a_fingerprint_imports_neither_numpy_nor_torch(tmp_path):
+    (tmp_path / "meta.json").write_text('{"fingerprint": "ab12"}')
+    code = ("import sys; from mimetic.data import data_fingerprint; print(data_fingerprint(sys.argv[1]), "
+            "int('torch' in sys.modules), int('numpy' in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "meta.json")], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["ab12", "0", "0"]

@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from mimetic.cli import main
-from mimetic.data import CorruptFile, DatasetError, DatasetUnavailable
+from mimetic.data import CorruptFile, DatasetError, DatasetUnavailable, data_fingerprint
 from mimetic.data import _text_sources as sources
 from mimetic.data.text import (check_context, eval_windows, load_text, load_tokens, prepare_text, text_problem,
                                tokenize, train_windows, unigram_entropy)
@@ -318,3 +318,31 @@ def test_mimetic_prepare_tokenizes_a_text_file(tmp_path, capsys):
         main(["prepare", "text", "--tokenizer", "char", "--tokens", str(out["tokens"]), "--meta", str(out["meta"])])
     with pytest.raises(SystemExit, match="cifar10: --tokenizer, --tokens are not for an image dataset"):
         main(["prepare", "cifar10", "--tokenizer", "char", "--tokens", str(out["tokens"])])
+
+
+def test_the_fingerprint_is_the_tokens_content_not_the_corpus_path(wikitext, tmp_path, monkeypatch):
+    text = plays_text()[:200_000]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "corpus.txt").write_text(text)
+
+    def fingerprint(path: Path, name: str, tokenizer: str = "char") -> str:
+        meta = prepare_text("text", str(path), tokenizer, _outputs(tmp_path / name))
+        assert data_fingerprint(_outputs(tmp_path / name)["meta"]) == meta["fingerprint"]
+        return meta["fingerprint"]
+
+    first = fingerprint(tmp_path / "a" / "corpus.txt", "first")
+    assert len(first) == 64 and fingerprint(tmp_path / "a" / "corpus.txt", "again") == first
+    copy = shutil.copy(tmp_path / "a" / "corpus.txt", tmp_path / "elsewhere.txt")
+    assert fingerprint(copy, "copy") == first
+    # Every character moved up by 256: the same "char" ids (same order), another text.
+    (tmp_path / "shifted.txt").write_text("".join(chr(ord(c) + 256) for c in text))
+    shifted = fingerprint(tmp_path / "shifted.txt", "shifted")
+    assert np.array_equal(load_tokens(*_outputs(tmp_path / "shifted").values()).train,
+                          load_tokens(*_outputs(tmp_path / "first").values()).train)
+    (tmp_path / "other.txt").write_text(plays_text()[200_000:400_000])
+    others = {shifted, fingerprint(tmp_path / "other.txt", "other"), fingerprint(copy, "byte", "byte")}
+    assert len(others | {first}) == 4
+    files, zipped, extracted = wikitext  # one corpus from its zip or its extracted folder: one fingerprint
+    _pin(monkeypatch, "wikitext103", zipped / "wikitext-103-raw-v1.zip")
+    assert (prepare_text("wikitext103", zipped, "char", _outputs(tmp_path / "zip"))["fingerprint"]
+            == prepare_text("wikitext103", extracted, "char", _outputs(tmp_path / "folder"))["fingerprint"])

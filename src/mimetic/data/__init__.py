@@ -12,7 +12,7 @@ from typing import Any
 
 from mimetic.data import builtin as _builtin  # noqa: F401  (registers digits, synthetic)
 from mimetic.data.core import (DATA_DIR, DATASETS, PREPARED_NAMES, CorruptFile, DatasetError, DatasetUnavailable,
-                               ImageData, load_dataset, register_dataset, stage_args,
+                               ImageData, data_fingerprint, load_dataset, register_dataset, stage_args,
                                stage_files)
 
 
@@ -37,5 +37,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["DATA_DIR", "DATASETS", "PREPARED", "PREPARED_NAMES", "CorruptFile", "DatasetError", "DatasetUnavailable",
-           "ImageData", "load_dataset", "load_prepared", "register_dataset", "stage_args",
+           "ImageData", "data_fingerprint", "load_dataset", "load_prepared", "register_dataset", "stage_args",
            "stage_files"]

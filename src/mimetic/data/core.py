@@ -1,7 +1,10 @@
-"""In-memory datasets: the ImageData container, the registry and the errors of the data stage."""
+"""In-memory datasets: the ImageData container, the registry, the errors of the data stage and its data fingerprint."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +67,43 @@ def output_files(name: str, given: Outputs, files: Mapping[str, str]) -> dict[st
         folder = DATA_DIR / name if given is None else Path(given)
         return {key: folder / file for key, file in files.items()}
     return {key: Path(given[key]) if given.get(key) else DATA_DIR / name / file for key, file in files.items()}
+
+
+class Fingerprint:
+    """A sha256 over what a run reads of a data stage's output, never where it lies: pointing the config at
+    an identical copy elsewhere is the same data, different content is other data (meta.json's
+    `fingerprint`). Each part is framed (a JSON line, or an array's header then its bytes), so no
+    two sequences of parts hash alike."""
+
+    def __init__(self, scheme: str) -> None:
+        self._sha = hashlib.sha256()
+        self.add(scheme)  # the kind of data and the layout of this hash: a change of either is other data
+
+    def add(self, value: Any) -> Fingerprint:
+        """`value` as one JSON line (compact JSON has no raw newline, so the line ends it)."""
+        # ASCII JSON: a name that is not valid UTF-8 (a surrogate escape) is escaped, not an error.
+        self._sha.update(json.dumps(value, separators=(",", ":")).encode("ascii") + b"\n")
+        return self
+
+    def add_array(self, array: np.ndarray) -> Fingerprint:
+        """`array`'s dtype (with byte order), shape and bytes in C order."""
+        import numpy as np
+
+        array = np.ascontiguousarray(array)  # no copy for the data stage's arrays, already contiguous
+        self.add(["array", array.dtype.str, list(array.shape)])
+        self._sha.update(array.reshape(-1).view(np.uint8))  # the bytes in place: no copy of a 150 MB split
+        return self
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def data_fingerprint(meta_path: str | os.PathLike | None) -> str | None:
+    """The `fingerprint` of a data stage's meta.json; None if there is no such file (a built-in
+    dataset: None) or it has none (written before there was one)."""
+    if meta_path is None or not Path(meta_path).is_file():
+        return None
+    return json.loads(Path(meta_path).read_text()).get("fingerprint")
 
 
 class DatasetError(RuntimeError):

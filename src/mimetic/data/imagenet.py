@@ -19,7 +19,7 @@ from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from mimetic import io
-from mimetic.data.core import INDEX_FILES, DatasetError, DatasetUnavailable, Outputs, output_files
+from mimetic.data.core import INDEX_FILES, DatasetError, DatasetUnavailable, Fingerprint, Outputs, output_files
 
 SPLITS = ("train", "val")
 ROOT_KEY = "data.imagenet.root"
@@ -175,6 +175,18 @@ def _readable(samples: list[tuple[str, int]], workers: int, unreadable: dict[str
     return [s for s, error in zip(samples, errors) if not error]
 
 
+def fingerprint(root: Path, samples: dict[str, list[tuple[str, int]]], classes: list[str]) -> str:
+    """The index's content, wherever the copy lies: per split, each row as (path relative to `root`,
+    label, file size), then the classes. The size stands in for the bytes: hashing every image again
+    would double the index's reading. So an image rewritten at exactly its old size goes unnoticed."""
+    fp = Fingerprint("mimetic.data.imagenet/v1")
+    for split in SPLITS:
+        fp.add(split)
+        for path, label in samples[split]:
+            fp.add([os.path.relpath(path, root), label, os.stat(path).st_size])
+    return fp.add({"classes": classes}).hexdigest()
+
+
 def _write_csv(path: Path, samples: list[tuple[str, int]]) -> None:
     with io.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("path", "label"), *samples])
@@ -210,9 +222,11 @@ def index(root: str | Path | None, outputs: Outputs = None, *, classes: int | Se
     unreadable: dict[str, str] = {}
     samples = {split: _readable(_first(scanned[split], per_class), workers, unreadable, log)
                for split, per_class in (("train", train_per_class), ("val", val_per_class))}
-    meta = {"name": "imagenet", "root": str(folders["train"].parent), "classes": kept,
+    copy = folders["train"].parent
+    meta = {"name": "imagenet", "root": str(copy), "classes": kept,
             "train_per_class": train_per_class, "val_per_class": val_per_class,
-            **{split: len(samples[split]) for split in SPLITS}, "unreadable": unreadable, "left_out": left_out}
+            **{split: len(samples[split]) for split in SPLITS}, "unreadable": unreadable, "left_out": left_out,
+            "fingerprint": fingerprint(copy, samples, kept)}
     # meta.json marks a complete index: an old one goes first, so an interrupted write never
     # pairs it with new CSVs; it is written last.
     out["meta"].unlink(missing_ok=True)

@@ -20,8 +20,8 @@ import torch
 
 from mimetic import io
 from mimetic.data import cifar, svhn, tiny_imagenet
-from mimetic.data.core import (ARRAY_FILES, DATA_DIR, Arrays, DatasetUnavailable, ImageData, Outputs, output_files,
-                               stage_files)
+from mimetic.data.core import (ARRAY_FILES, DATA_DIR, Arrays, DatasetUnavailable, Fingerprint, ImageData, Outputs,
+                               output_files, stage_files)
 from mimetic.data.fetch import Extracted, Source, config_key, locate, own_folder
 
 
@@ -54,6 +54,15 @@ def _write_npz(path: Path, x: np.ndarray, y: np.ndarray) -> None:
         np.savez(f, x=x, y=y)  # a file object: np.savez would append .npz to a name
 
 
+def fingerprint(arrays: Arrays, flip: bool) -> str:
+    """The content of a prepared dataset as a run reads it: the four arrays (train x, y, test x, y),
+    then the class names and `flip`; not the upstream files' paths."""
+    fp = Fingerprint("mimetic.data.stage/v1")
+    for array in (arrays.train_x, arrays.train_y, arrays.test_x, arrays.test_y):
+        fp.add_array(array)
+    return fp.add({"classes": arrays.classes, "flip": flip}).hexdigest()
+
+
 def prepare(name: str, root: str | Path | None = None, outputs: Outputs = None) -> dict:
     """Find `name`'s upstream files (or their extracted folder) in `root`, verify them and write
     the uint8 arrays to `outputs` ("train", "test" .npz and "meta" .json, meta last); both default
@@ -76,7 +85,7 @@ def prepare(name: str, root: str | Path | None = None, outputs: Outputs = None) 
     _write_npz(out["test"], arrays.test_x, arrays.test_y)
     meta = {"name": name, "classes": arrays.classes, "flip": spec.flip,
             "shape": list(arrays.train_x.shape[1:]), "train": len(arrays.train_y), "test": len(arrays.test_y),
-            "sources": sources}
+            "sources": sources, "fingerprint": fingerprint(arrays, spec.flip)}
     io.write_json(out["meta"], meta)
     return meta
 

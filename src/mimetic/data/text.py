@@ -32,7 +32,7 @@ import numpy as np
 
 from mimetic import hub
 from mimetic.data import _text_sources as sources
-from mimetic.data.core import DATA_DIR, CorruptFile, DatasetError, DatasetUnavailable
+from mimetic.data.core import DATA_DIR, CorruptFile, DatasetError, DatasetUnavailable, Fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -298,6 +298,13 @@ def _blocks(opener: sources.Opener, tokenizer: str, what: str, key: str) -> Bloc
     return lambda: sources.text_blocks(opener, what, key)
 
 
+def fingerprint(train: np.ndarray, val: np.ndarray, tokenizer: str, vocab: str | None, vocab_size: int) -> str:
+    """The tokens as a run reads them: both splits' arrays as written, then the tokenizer and its
+    vocabulary ("char" ids alone would make "abab" and "cdcd" one text); not the corpus' path."""
+    fp = Fingerprint("mimetic.data.text/v1").add_array(train).add_array(val)
+    return fp.add({"tokenizer": tokenizer, "vocab": vocab, "vocab_size": vocab_size}).hexdigest()
+
+
 def prepare_text(dataset: str, root: str | os.PathLike | None, tokenizer: str, outputs: Mapping[str, str | os.PathLike],
                  tokenizer_root: str | os.PathLike | None = None) -> dict:
     """The data stage of a corpus: find and verify its files in `root` (a folder; for "text" the
@@ -331,7 +338,8 @@ def prepare_text(dataset: str, root: str | os.PathLike | None, tokenizer: str, o
     meta = {"dataset": dataset, "tokenizer": tokenizer, "vocab_size": encoded.vocab_size, "vocab": encoded.vocab,
             "tokenizer_source": encoded.tokenizer_source, "dtype": str(train.dtype),
             "counts": {"train": len(train), "val": len(val)},
-            "split": SPLIT_RULES["text" if "text" in found.parts else "splits"], "sources": found.sources}
+            "split": SPLIT_RULES["text" if "text" in found.parts else "splits"], "sources": found.sources,
+            "fingerprint": fingerprint(train, val, tokenizer, encoded.vocab, encoded.vocab_size)}
     io.write_json(outputs["meta"], meta)
     return meta
 
