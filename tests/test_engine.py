@@ -88,11 +88,11 @@ def test_sigterm_mid_epoch_checkpoints_then_the_rerun_equals_the_uninterrupted_r
     out, ckpt = tmp_path / "run", tmp_path / "ckpt.pt"
     argv = ["--out", str(out), "--checkpoint", str(ckpt), "--processes", str(processes)]
     proc = subprocess.Popen(cli(*argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-        if line.startswith("epoch 1/"):  # written after epoch 1's evaluation: epoch 2's steps come next
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            break
+    while not ckpt.exists():  # epoch 1's checkpoint, its last act: epoch 2's steps come next
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.01)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
     said = proc.stdout.read().splitlines()
     assert proc.wait(timeout=60) == 75, said
     assert time.monotonic() - sent < 30  # within torchrun's wait for its workers, and SLURM's default KillWait

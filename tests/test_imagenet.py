@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 import mimetic.train.loop
-from mimetic.data import DatasetError, DatasetUnavailable
+from mimetic.data import DatasetError, DatasetUnavailable, data_fingerprint
 from mimetic.data.imagenet import index
 from mimetic.train import stream
 from mimetic.train.stream import EpochSampler, StreamInputs
@@ -336,6 +337,26 @@ def test_workflow_indexes_and_trains_both_arms(folder, tmp_path):
         assert metrics["epoch"].tolist() == [1, 2] and metrics.notna().all().all()
         assert metrics["test_acc"].iloc[-1] == pytest.approx(summary["final_test_acc"])
         assert (metrics["images_per_s"] > 0).all()
+        assert summary["data_fingerprint"] == meta["fingerprint"]
+
+    # The same images at another root: the index is made again, no run is trained again, and the
+    # records check passes (the fingerprint is the content's, not the path's).
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    config["data"]["imagenet"]["root"] = str(copy)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    moved = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path), "tables", "--configfile", str(tmp_path / "config.yaml"),
+                            "--cores", "2"], capture_output=True, text=True, timeout=900, env=ENV)
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert "prepare_imagenet" in moved.stderr and "train_run" not in moved.stderr, moved.stderr[-3000:]
+    # Other images there (one more in a class): no run is trained again, and none is counted.
+    shutil.copy(next((copy / "val" / WNIDS[0]).iterdir()), copy / "val" / WNIDS[0] / "extra.JPEG")
+    other = subprocess.run([*SNAKEMAKE, "-d", str(tmp_path), "tables", "--configfile", str(tmp_path / "config.yaml"),
+                            "--cores", "2", "--forcerun", "prepare_imagenet"], capture_output=True, text=True,
+                           timeout=900, env=ENV)
+    assert other.returncode != 0 and "train_run" not in other.stderr
+    log = (tmp_path / "logs/check_records.log").read_text()
+    assert "results/runs/imagenet/default/seed0 was trained on other data than this config's" in log, log
 
 
 def test_imagenet_config_plans_and_needs_its_root(tmp_path):
@@ -435,3 +456,32 @@ def test_every_sign_of_a_dead_worker_becomes_the_one_error(error):
 
     with pytest.raises(DatasetError, match=rf"DataLoader workers stopped \({type(error).__name__}: .*ulimit -n"):
         next(StreamInputs._loaded(None, Loader()))
+
+
+def test_the_fingerprint_is_the_index_content_not_the_copys_root(folder, tmp_path):
+    """Rows as (path relative to the root, label, size) and the classes: a copy elsewhere is the same
+    data; a renamed, re-encoded, added or removed image or another subset is other data."""
+    def fingerprint(root: Path, name: str, **kw) -> str:
+        meta = index(root, tmp_path / name, workers=1, log=lambda s: None, **kw)
+        assert data_fingerprint(tmp_path / name / "meta.json") == meta["fingerprint"]
+        return meta["fingerprint"]
+
+    first = fingerprint(folder, "first")
+    assert fingerprint(folder, "again") == first
+    copy = Path(shutil.copytree(folder, tmp_path / "elsewhere" / "copy"))
+    assert fingerprint(copy, "copy") == first
+    two = fingerprint(folder, "two", classes=2)
+    assert fingerprint(folder, "two_by_name", classes=WNIDS[:2]) == two
+    seen = {first, two, fingerprint(folder, "fewer", train_per_class=5)}
+    image = copy / "train" / WNIDS[2] / f"{WNIDS[2]}_0.JPEG"
+    renamed = image.rename(image.with_name(f"{WNIDS[2]}_renamed.JPEG"))
+    seen.add(fingerprint(copy, "renamed"))
+    size = renamed.stat().st_size
+    Image.open(renamed).convert("RGB").save(renamed, quality=40)  # still readable, another size
+    assert renamed.stat().st_size != size
+    seen.add(fingerprint(copy, "reencoded"))
+    shutil.copyfile(renamed, renamed.with_name(f"{WNIDS[2]}_added.JPEG"))
+    seen.add(fingerprint(copy, "added"))
+    (copy / "val" / WNIDS[0] / f"{WNIDS[0]}_1.JPEG").unlink()
+    seen.add(fingerprint(copy, "removed"))
+    assert len(seen) == 7  # each change other data

@@ -134,6 +134,73 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
     assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 2
 
 
+@pytest.fixture(scope="module")
+def after_epoch_1(tmp_path_factory):
+    """A checkpoint of tiny() after its first epoch (the run stopped before its second)."""
+    folder = tmp_path_factory.mktemp("after1")
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), folder / "run", checkpoint=folder / "ckpt.pt",
+              log=lambda s: (_ for _ in ()).throw(KeyboardInterrupt) if s.startswith("epoch 2/") else None)
+    return folder / "ckpt.pt"
+
+
+def _flip_a_weight_byte(path):
+    """Flip one byte inside the largest tensor's data: the zip and the pickle stay readable."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entry = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[entry.header_offset + 26:entry.header_offset + 30])
+    raw[entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "flipped byte"])
+def test_a_damaged_checkpoint_is_named_and_moved_aside(after_epoch_1, tmp_path, damage):
+    from mimetic.train.checkpoint import read
+
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(after_epoch_1.read_bytes())
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(bytes(range(256)) * 64)
+    else:
+        _flip_a_weight_byte(path)
+    said = []
+    assert read(path, torch.device("cpu"), said.append) is None
+    assert not path.exists() and (tmp_path / "ckpt.pt.damaged").is_file()
+    assert len(said) == 1 and said[0].startswith(f"checkpoint {path} is damaged (") and said[0].endswith(
+        f"moved to {path}.damaged; the run trains from the start"), said
+    if damage == "flipped byte":
+        assert "its checksum does not match its contents" in said[0]
+
+
+def test_a_run_with_a_damaged_checkpoint_trains_from_the_start_to_the_same_result(after_epoch_1, finished,
+                                                                                  tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(after_epoch_1.read_bytes()[:1000])
+    said = []
+    summary = train(tiny(), tmp_path / "run", checkpoint=ckpt, log=said.append)
+    assert "is damaged" in said[0] and len(said) == 1 + 3  # all three epochs trained
+    assert summary["final_test_acc"] == finished[1]["final_test_acc"]
+
+
+def test_a_checkpoint_without_a_key_added_since_at_its_default_resumes(after_epoch_1, tmp_path):
+    """A code update that adds a recipe key at its default keeps the run's checkpoint."""
+    from mimetic.train.checkpoint import write
+
+    state = torch.load(after_epoch_1, weights_only=True)
+    del state["sha256"], state["config"]["label_smoothing"]  # as if written before the key existed
+    ckpt = tmp_path / "ckpt.pt"
+    write(ckpt, state)
+    said = []
+    train(tiny(), tmp_path / "run", checkpoint=ckpt, log=said.append)
+    assert said[0] == f"resumed from {ckpt} after epoch 1"
+
+
 def test_non_finite_loss_stops_the_run_without_outputs(tmp_path, monkeypatch):
     import mimetic.train.loop as tr
 

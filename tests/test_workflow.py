@@ -170,11 +170,59 @@ def test_the_tracked_recipe_lists_only_what_differs_from_the_trainers_defaults(p
     assert set(summary["config"]) == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def test_a_recipe_change_retrains_every_run_of_it(pipeline):
+def test_another_recipe_over_finished_runs_stops_at_planning_and_keeps_them(pipeline):
+    """A second config with the same experiment and arm labels in the same results folder (or an
+    edited recipe): planning names the first finished run of the other recipe and trains nothing
+    over it, so switching back finds every run as it was."""
+    summary = pipeline / "results/runs/digits/default/seed0/summary.json"
+    before = summary.read_bytes()
     config = json.loads(json.dumps(PIPELINE))
     config["experiments"]["digits"]["lr"] = 0.002
     proc = snakemake(pipeline, config, "-n", "--cores", "1")
-    assert re.search(rf"^train_run\s+{2 * len(ARMS)}$", proc.stdout, re.M), proc.stdout[-3000:]
+    assert proc.returncode != 0
+    assert ("results/runs/digits/default/seed0 is a finished run of another recipe (lr: 0.001 there, 0.002 in this "
+            "config); it is kept as it is: to train this recipe move that folder away") in proc.stdout + proc.stderr
+    assert summary.read_bytes() == before
+    assert "Nothing to be done" in snakemake(pipeline, PIPELINE, "-n", "--cores", "1").stdout
+
+
+def test_check_records_stops_at_a_record_of_another_recipe(pipeline):
+    """Runs reused without planning's check (copied results, `--rerun-triggers mtime`): the records
+    check holds each to the config's recipe before any table is made."""
+    from mimetic import cli
+    from mimetic.train.recipe import run_config
+
+    run = pipeline / "results/runs/digits/default/seed0"
+    recipe = run_config({**PIPELINE["experiments"]["digits"], "epochs": 3}, "default", {}, 0).computed()
+    argv = ["check-records", "--summaries", str(run / "summary.json"), "--metrics", str(run / "metrics.csv"),
+            "--recipes", json.dumps([recipe])]
+    with pytest.raises(SystemExit, match=rf"^mimetic check-records: {run} is a finished run of another recipe "
+                                         r"\(epochs: 2 there, 3 in this config\)"):
+        cli.main(argv)
+    recipe["epochs"] = 2
+    cli.main(argv[:-1] + [json.dumps([recipe])])  # of the config: passes
+
+
+def test_spacing_edits_of_the_training_command_retrain_nothing(pipeline, tmp_path):
+    """A run's identity is its recipe, not its rule's text: Snakemake re-runs a rule whose shell
+    text changed ("Code has changed"), so the command's spacing is normalized."""
+    copy = tmp_path / "clone"
+    copy.mkdir()
+    for part in ("Snakefile", "workflow", "config"):
+        (shutil.copytree if (REPO / part).is_dir() else shutil.copy2)(REPO / part, copy / part)
+    (copy / "src").symlink_to(REPO / "src")
+    rule = copy / "workflow/rules/train.smk"
+    text = rule.read_text()
+    rule.write_text(text.replace("--arm {wildcards.arm:q}", "--arm   {wildcards.arm:q}\n       "))
+    assert rule.read_text() != text
+    (pipeline / "config.yaml").write_text(yaml.safe_dump(PIPELINE, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(copy / "Snakefile"), "-d", str(pipeline),
+                           "--configfile", str(pipeline / "config.yaml"), "-n", "--cores", "1"],
+                          capture_output=True, text=True, timeout=600, env=ENV)
+    # (The analysis rules read the package's modules through this clone's path, a set of inputs
+    # of their own: they may be planned again, training may not.)
+    planned = set(re.findall(r"^(\w+)\s+\d+$", proc.stdout, re.M))
+    assert proc.returncode == 0 and "train_run" not in planned and "check_records" not in planned, proc.stdout[-3000:]
 
 
 def test_a_new_teacher_file_retrains_only_the_arm_that_reads_it(pipeline):
@@ -220,6 +268,23 @@ def test_report_of_a_finished_run_builds(pipeline):
     # The landing page shows the verdicts table (workflow/report/workflow.rst reads it in).
     landing = next(ln for ln in (pipeline / "report.html").read_text().splitlines() if "workflow_desc = " in ln)
     assert "Claims and their verdicts" in landing and "mimetic-table" in landing
+
+
+def test_a_config_string_cannot_end_the_reports_inline_script(tmp_path):
+    """Snakemake's report embeds each rule's params unescaped in an inline <script>: the config the
+    provenance rule passes holds no `<`, `>` or `&`, and the command reads back every string as it was."""
+    from mimetic.provenance import config_param
+
+    root = "resources/</script><b>x & <!-- y"
+    config = json.loads(json.dumps(TINY))
+    config["data"] = {"cifar10": {"root": root}}
+    text = config_param(config)
+    assert json.loads(text) == config and not set("<>&") & set(text)
+    proc = snakemake(tmp_path, config, "-n", "-p", "--cores", "1", "results/provenance.html")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    command = next(line for line in proc.stdout.splitlines() if "mimetic provenance" in line)
+    passed = json.loads(re.search(r"--config '([^']+)'", command).group(1))
+    assert passed["data"]["cifar10"]["root"] == root and "</script" not in command
 
 
 def test_an_init_that_needs_another_recipe_stops_at_planning(tmp_path):
@@ -416,7 +481,13 @@ def test_rules_call_the_package_one_way_and_quote_what_they_pass():
         assert "PYTHONPATH" not in text or rules.name == "common.smk", rules.name
         assert "lambda" not in text, rules.name
         for body in re.split(r"^rule ", text, flags=re.M)[1:]:
-            shell = "".join(re.findall(r'^\s+"(.*)"$', body.split("shell:")[1], re.M))
+            after = body.split("shell:")[1]
+            named = re.match(r"\s+([A-Z_]+)\n", after)  # a command kept in a constant (train.smk's)
+            if named:
+                block = re.search(rf'^{named.group(1)} = " "\.join\(\s*"""(.*?)"""', text, re.M | re.S).group(1)
+                shell = " ".join(block.split()).removeprefix("exec ")  # exec: the shell steps aside for the run
+            else:
+                shell = "".join(re.findall(r'^\s+"(.*)"$', after, re.M))
             assert shell.startswith("python -m mimetic "), (rules.name, shell)
             for name, quoted in re.findall(r"\{([^{}:]+)(:q)?\}", shell):
                 assert quoted or name in UNQUOTED, (rules.name, name)

@@ -17,7 +17,8 @@ from typing import Any
 
 from mimetic import yamlfile
 from mimetic.attention.init import INITS, check_params
-from mimetic.train.recipe import LMConfig, TrainConfig, recipe_class
+from mimetic.data import data_fingerprint
+from mimetic.train.recipe import LMConfig, Recipe, TrainConfig, differences, recipe_class
 
 
 class ConfigError(ValueError):
@@ -129,6 +130,40 @@ def _check_lm(config: dict[str, Any], label: str, run: LMConfig) -> None:
         key, message = problem
         where = key if key.startswith("data.") else f"experiments.{label}.{key}"
         raise ConfigError(f"{where}: {message}")
+
+
+class RunMismatch(ValueError):
+    """A finished run that is not of the config's recipe or data; the message names it and what to do."""
+
+
+def check_finished_run(summary_path: str | Path, expected: Recipe) -> None:
+    """A finished run (its summary.json exists) must be of the `expected` recipe and of the data it
+    reads now (the data stage's fingerprint): a run of another recipe (another config's in the same
+    results folder, a copied folder, a run Snakemake was told not to redo) would otherwise be
+    trained over, or enter the tables under this config's name. Planning and `mimetic
+    check-records` call it; a summary that is missing or unreadable is the records check's to name."""
+    path = Path(summary_path)
+    try:
+        s = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    recorded_recipe = s.get("config") if isinstance(s, dict) else None
+    if not isinstance(recorded_recipe, dict):
+        return
+    recorded, now = s.get("data_fingerprint"), data_fingerprint(expected.data_meta())
+    if recorded and now and recorded != now:  # either unknown (a built-in set, an older record): nothing to hold
+        raise RunMismatch(f"{path.parent} was trained on other data than this config's: its data fingerprint is "
+                          f"{recorded[:12]}..., {expected.data_meta()} now holds {now[:12]}...; it is kept as it is: "
+                          "to train on these data move that folder away (or delete it), or point the config back at "
+                          "the data it was trained on")
+    diff = differences(recorded_recipe, expected)
+    if diff:
+        shown = "; ".join(f"{k}: {recorded_recipe.get(k, '(unset)')!r} there, {getattr(expected, k, '(unset)')!r} "
+                          "in this config" for k in diff[:3])
+        more = "; ..." if len(diff) > 3 else ""
+        raise RunMismatch(f"{path.parent} is a finished run of another recipe ({shown}{more}); it is kept as it is: "
+                          "to train this recipe move that folder away (or delete it), or give this config's "
+                          "experiment another label")
 
 
 def schema_message(error: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,43 @@ def _onoff(text: str) -> bool:
     if text not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"{text!r}: expected on or off")
     return text == "on"
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `low` (a count), else argparse's one-line error naming the flag."""
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: must be >= {low}")
+        return value
+    return count
+
+
+def _json_text(text: str) -> str:
+    """An argparse type: JSON text, checked here so that a typo is refused naming its flag."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
+    return text
+
+
+def _device(text: str) -> str:
+    """An argparse type: auto, cpu, or a CUDA device this machine has (torch's error comes late, in many lines)."""
+    found = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", text)
+    if not found:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto, cpu, cuda or cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count()
+        if int(found.group(1) or 0) >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine shows {count} CUDA device(s); use --device cpu "
+                                             "or auto")
+    return text
 
 
 RECORDS: Args = [(("--summaries",), dict(nargs="+", required=True, help="summary.json of each run")),
@@ -137,10 +175,19 @@ def _records(a: argparse.Namespace) -> list[tuple[str, ...]]:
 
 
 def _check_records(a: argparse.Namespace) -> None:
+    from mimetic.checks import check_finished_run
     from mimetic.report.records import load_runs
+    from mimetic.train.recipe import recipe_class
 
     runs, _ = load_runs(_records(a))
-    print(f"{len(runs)} run records are complete and readable", flush=True)
+    if a.recipes is not None:
+        expected = json.loads(a.recipes)
+        if len(expected) != len(a.summaries):
+            raise ValueError("--recipes must hold one recipe per --summaries file, in one order")
+        for path, values in zip(a.summaries, expected):
+            check_finished_run(path, recipe_class(values["dataset"])(**values).validate())
+    print(f"{len(runs)} run records are complete, readable{' and of the config' * (a.recipes is not None)}",
+          flush=True)
 
 
 def _aggregate(a: argparse.Namespace) -> None:
@@ -238,7 +285,8 @@ def _train_args() -> Args:
                                                  "(config/README.md; `dataset` and `model` required; a text corpus as "
                                                  "`dataset` makes it a language-model run), with `init` and "
                                                  "`init_params`")),
-        (("--seed",), dict(type=int, default=0, help="seed of model init, attention init, data order, augmentation")),
+        (("--seed",), dict(type=int, default=None, help="seed of model init, attention init, data order, augmentation "
+                                                        "(default: the recipe's `seed`, else 0)")),
         (("--experiment",), dict(help="the run's experiment label, recorded in summary.json (default: the dataset)")),
         (("--arm",), dict(help="the run's arm label, recorded in summary.json (default: the init)")),
         (("--out",), dict(required=True, help="the run's folder")),
@@ -256,13 +304,15 @@ def _train_args() -> Args:
     return args + [
         (("--gpus",), dict(type=int, default=None, help="GPUs this run takes (0: the CPU); default: 1 if a GPU is "
                                                         "visible, else 0. Each is locked for the run (train.gpu)")),
-        (("--runs-per-gpu",), dict(type=int, default=1, help="runs that may share one GPU")),
+        (("--runs-per-gpu",), dict(type=_at_least(1), default=1, help="runs that may share one GPU")),
         (("--processes",), dict(type=int, default=None, help="data-parallel processes (torchrun): one per GPU; "
                                                              "--gpus 0 --processes 2 runs DDP on the CPU (gloo)")),
-        (("--threads",), dict(type=int, default=0, help="CPU threads for torch (0: torch's default)")),
+        (("--threads",), dict(type=_at_least(0), default=0, help="CPU threads for torch (0: torch's default)")),
     ]
 
 
+# The least each of bench's counts may be: below it torch fails deep in the run (a division by
+# zero, a negative tensor size), so argparse refuses it first.
 def _bench_args() -> Args:
     """One flag per mimetic.bench.options.Options field, with its type, default, choices and help."""
     from mimetic.bench.options import cli_fields
@@ -273,7 +323,11 @@ def _bench_args() -> Args:
         if m["onoff"]:
             spec = dict(type=_onoff, default=f.default, metavar="on|off")
         elif f.name == "recipe":
-            spec = dict(default="{}")
+            spec = dict(type=_json_text, default="{}")
+        elif f.name == "device":
+            spec = dict(type=_device, default=f.default)
+        elif m["at_least"] is not None:
+            spec = dict(type=_at_least(m["at_least"]), default=f.default)
         else:
             spec = dict(type={"int": int, "int | None": int}.get(str(f.type), str), default=f.default)
             if m["choices"]:
@@ -308,7 +362,8 @@ def _prepare_args() -> Args:
 
 
 def _usual_errors() -> tuple[type[BaseException], ...]:
-    return (ValueError, DatasetError)  # RecordError and SpecError are ValueErrors
+    # RecordError and SpecError are ValueErrors; an OSError names its path (a folder given for a file)
+    return (ValueError, DatasetError, OSError)
 
 
 def _train_errors() -> tuple[type[BaseException], ...]:
@@ -319,13 +374,16 @@ def _train_errors() -> tuple[type[BaseException], ...]:
 
 
 def _bench_errors() -> tuple[type[BaseException], ...]:
-    return (ValueError, TypeError, DatasetError)  # TypeError: an unknown recipe key
+    return (ValueError, TypeError, DatasetError, OSError)  # TypeError: an unknown recipe key
 
 
 def _structure_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
     from mimetic.attention.pretrained import PretrainedUnavailable
 
-    return (PretrainedUnavailable, FileNotFoundError, ValueError, KeyError)
+    # SafetensorError: a run's weights or products file that is no safetensors (pretrained files say it themselves)
+    return (PretrainedUnavailable, OSError, ValueError, KeyError, SafetensorError)
 
 
 @dataclass(frozen=True)
@@ -350,8 +408,10 @@ COMMANDS: dict[str, Command] = {
     "inits": Command("list the attention initializations and their parameters", _inits, lambda: []),
     "schema": Command("check (or --write) the schema and docs parts generated from the code", _schema,
                       lambda: [(("--write",), dict(action="store_true", help="rewrite them"))]),
-    "check-records": Command("check that every run record is complete and readable", _check_records,
-                             lambda: RECORDS),
+    "check-records": Command("check that every run record is complete and readable (and of its recipe)",
+                             _check_records, lambda: [*RECORDS, (("--recipes",), dict(
+                                 help="a JSON list of each run's recipe (its `mimetic train --recipe` with its seed), "
+                                      "in --summaries' order: a run of another recipe stops the check"))]),
     "aggregate": Command("run records -> runs.csv and epochs.csv", _aggregate, lambda: [
         *RECORDS, (("--runs-csv",), dict(required=True, help="output: one row per run")),
         (("--epochs-csv",), dict(required=True, help="output: one row per run and epoch"))]),
@@ -361,7 +421,7 @@ COMMANDS: dict[str, Command] = {
                        lambda: RESULTS),
     "provenance": Command("run records + config -> the report's provenance page (HTML)", _provenance, lambda: [
         (("--summaries",), dict(nargs="+", required=True, help="summary.json of each run")),
-        (("--config",), dict(required=True, help="the resolved workflow config, as JSON")),
+        (("--config",), dict(required=True, type=_json_text, help="the resolved workflow config, as JSON")),
         (("--out",), dict(required=True, help="output: the HTML page"))]),
     "extract": Command("pretrained model -> attention products and structure metrics", _extract, lambda: [
         (("--model",), dict(required=True, help="timm model name with its tag, or gpt2[-medium|-large|-xl]")),

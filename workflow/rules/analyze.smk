@@ -1,3 +1,6 @@
+from mimetic import provenance
+
+
 # A bad run record stops the workflow here, before `aggregate`, whose old tables Snakemake
 # would delete on starting it: they stay until good records replace them.
 rule check_records:
@@ -5,15 +8,18 @@ rule check_records:
         summaries=run_records("summary.json"),
         metrics=run_records("metrics.csv"),
         inits=run_records("init.json"),
+        data=run_data_metas(),  # the records are held to these data's fingerprints
     output:
         touch("results/tables/records.checked"),
     log:
         "logs/check_records.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        recipes=run_recipes(),
     shell:
         "python -m mimetic check-records --summaries {input.summaries:q} --metrics {input.metrics:q}"
-        " --inits {input.inits:q} > {log:q} 2>&1"
+        " --inits {input.inits:q} --recipes {params.recipes:q} > {log:q} 2>&1"
 
 
 rule aggregate:
@@ -123,7 +129,7 @@ rule provenance:
     conda:
         "../envs/analysis.yaml"
     params:
-        config=json.dumps(config, sort_keys=True),
+        config=provenance.config_param(config),
     shell:
         "python -m mimetic provenance --summaries {input.summaries:q} --config {params.config:q} --out {output:q}"
         " > {log:q} 2>&1"

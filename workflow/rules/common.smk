@@ -119,6 +119,45 @@ def run_records(filename):
     ]
 
 
+def run_configs():
+    """Every run's recipe (mimetic.train.recipe.run_config), in run_records' order."""
+    return [
+        recipe.run_config(
+            config["experiments"][e],
+            config["arms"][a]["init"],
+            config["arms"][a]["params"],
+            s,
+        )
+        for e in EXPERIMENTS
+        for a in ARMS
+        for s in SEEDS
+    ]
+
+
+def run_data_metas():
+    """The data stage's meta files the runs read (each holds the data's fingerprint)."""
+    metas = {c.data_meta() for c in run_configs() if not c.data_root}
+    return sorted(str(m) for m in metas if m is not None)
+
+
+def run_recipes():
+    """run_configs() as the JSON list `mimetic check-records --recipes` reads."""
+    # data_root too: where the run's data stage meta.json is, whose fingerprint it is held to
+    return json.dumps(
+        [c.computed() | {"data_root": c.data_root} for c in run_configs()],
+        sort_keys=True,
+    )
+
+
+# A finished run is never trained over, nor counted, under another recipe: planning stops at the
+# first one, before any training (check_records holds every record to its recipe again).
+try:
+    for summary, run_config in zip(run_records("summary.json"), run_configs()):
+        checks.check_finished_run(summary, run_config)
+except checks.RunMismatch as e:
+    raise WorkflowError(f"results: {e}")
+
+
 def get_recipe(wildcards):
     arm = config["arms"][wildcards.arm]
     return recipe.run_recipe(
@@ -156,10 +195,14 @@ def get_data(wildcards):
     if exp.get("data_root"):
         return []
     if exp["dataset"] in TEXT_DATASETS:
-        return list(text_stage_files(exp["dataset"], exp["tokenizer"]).values())
-    if exp["dataset"] not in [*PREPARED_DATASETS, "imagenet"]:
+        files = text_stage_files(exp["dataset"], exp["tokenizer"])
+    elif exp["dataset"] in [*PREPARED_DATASETS, "imagenet"]:
+        files = stage_files(exp["dataset"])
+    else:
         return []
-    return list(stage_files(exp["dataset"]).values())
+    # ancient: a data stage re-run (a new root of the same data) re-trains nothing by itself; the
+    # content's fingerprint, checked at planning and by check_records, tells other data apart.
+    return [ancient(f) for f in files.values()]
 
 
 def get_init_files(wildcards):

@@ -1,3 +1,15 @@
+# A run's identity is its recipe (planning refuses a finished run of another one: common.smk), not
+# the text of this command: Snakemake re-runs a rule whose shell text changed, so the command is
+# kept in one normalized spacing, and an edit of spaces or line breaks re-trains nothing.
+# exec: the run takes the shell's place, so SIGTERM (pre-emption) reaches it and no shell dies of
+# it first, leaving the run behind.
+TRAIN_COMMAND = " ".join("""
+    exec python -m mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q}
+        --arm {wildcards.arm:q} --seed {wildcards.seed} --out {params.run:q}
+        --checkpoint {params.checkpoint:q} {params.execution:q} --threads {threads} > {log:q} 2>&1
+    """.split())
+
+
 rule train_run:
     input:
         get_data,
@@ -26,9 +38,5 @@ rule train_run:
         run=RUN,  # the run's folder, which the trainer owns
         # Outside the declared outputs, so Snakemake never deletes it: a re-run resumes.
         checkpoint="results/checkpoints/{experiment}/{arm}/seed{seed}.pt",
-    # exec: the run takes the shell's place, so SIGTERM (pre-emption) reaches it and no shell dies
-    # of it first, leaving the run behind
     shell:
-        "exec python -m mimetic train --recipe {params.recipe:q} --experiment {wildcards.experiment:q} --arm {wildcards.arm:q}"
-        " --seed {wildcards.seed} --out {params.run:q} --checkpoint {params.checkpoint:q} {params.execution:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        TRAIN_COMMAND

@@ -9,9 +9,11 @@ Tensors and plain values only: it loads with `weights_only=True`, so a planted f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import pickle
-import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from torch import Tensor, nn
 
 from mimetic import io
 from mimetic.train.distributed import Dist
-from mimetic.train.recipe import TrainConfig
+from mimetic.train.recipe import TrainConfig, differences
 
 
 @dataclasses.dataclass
@@ -80,40 +82,88 @@ class CheckpointError(ValueError):
     """A checkpoint file that is not loaded; the message names it and what to do."""
 
 
-def read(path: Path, device: torch.device) -> dict[str, Any]:
-    """The checkpoint at `path`, loaded with weights_only=True (any run's: ViT or GPT)."""
+def digest(obj: Any) -> str:
+    """A checksum of a checkpoint's contents (its tensors' bytes and its plain values, in order):
+    the zip file torch writes is read back without checking, so a flipped byte would load."""
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, Tensor):
+            h.update(f"{x.dtype}{tuple(x.shape)}".encode())
+            h.update(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=repr):
+                h.update(repr(k).encode())
+                walk(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(f"[{len(x)}".encode())
+            for v in x:
+                walk(v)
+        else:
+            h.update(repr(x).encode())  # floats' repr round-trips exactly
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def write(path: Path, state: dict[str, Any]) -> None:
+    """`state` (tensors and plain values) to `path`, atomically, with its checksum."""
+    io.torch_save(path, {**state, "sha256": digest(state)})
+
+
+def read(path: Path | None, device: torch.device, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """The checkpoint at `path` (any run's: ViT or GPT), loaded with weights_only=True and its
+    checksum verified; None where there is none. A damaged one (truncated, garbage, checksum wrong)
+    is moved aside to <path>.damaged, said in the log, so the run and every retry start afresh
+    instead of failing on it again; one that holds a pickled object is refused."""
+    if path is None or not path.is_file():
+        return None
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:  # another rank of this run moved it aside meanwhile
+        return None
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e), re.IGNORECASE)  # torch words it differently by version
-        what = f"the pickled object {found.group(1)}" if found else "pickled Python objects"
-        raise CheckpointError(f"checkpoint {path} is refused: it holds {what}, which could run code when loaded, "
-                              "and mimetic's checkpoints hold only tensors and plain values; delete it to train "
-                              "the run from the start") from None
+        refused = io.refused_global(e)
+        if refused is None:  # bytes that are no pickle at all
+            return _set_aside(path, "not a readable checkpoint (UnpicklingError)", log)
+        raise CheckpointError(f"checkpoint {path} is refused: it holds the pickled object {refused}, which "
+                              "could run code when loaded, and mimetic's checkpoints hold only tensors and plain "
+                              "values; delete it to train the run from the start") from None
+    except Exception as e:  # noqa: BLE001 - any other failure to read it (a truncated zip, an EOF) is damage
+        return _set_aside(path, f"{type(e).__name__}: {e}", log)
+    if not isinstance(state, dict) or "config" not in state:
+        return _set_aside(path, "it is not a mimetic checkpoint", log)
+    stored = state.pop("sha256", None)
+    if stored is None:
+        log(f"checkpoint {path} has no checksum (an older mimetic wrote it): read unverified")
+    elif stored != digest(state):
+        return _set_aside(path, "its checksum does not match its contents", log)
+    return state
 
 
-def differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """The recipe keys in which a checkpoint's config differs from cfg (execution keys aside)."""
-    now = cfg.to_dict()
-    return sorted(k for k in saved.keys() | now.keys() if k not in TrainConfig.EXECUTION and saved.get(k) != now.get(k))
+def _set_aside(path: Path, why: str, log: Callable[[str], None]) -> None:
+    aside = path.with_name(path.name + ".damaged")
+    with contextlib.suppress(FileNotFoundError):  # data-parallel ranks: one of them moves it
+        path.replace(aside)
+    log(f"checkpoint {path} is damaged ({why.splitlines()[0]}): moved to {aside}; the run trains from the start")
 
 
 def save(path: Path, cfg: TrainConfig, progress: Progress, net: nn.Module, optimizer: Any, scheduler: Any,
          device: torch.device) -> None:
     """The checkpoint to resume from at progress's (epoch, step), atomically."""
-    io.torch_save(path, {"config": cfg.to_dict(), "epoch": progress.epoch, "step": progress.step,
-                         "partial": progress.totals, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": _rng_state(device), "rows": progress.rows,
-                         "elapsed": progress.elapsed})
+    write(path, {"config": cfg.to_dict(), "epoch": progress.epoch, "step": progress.step,
+                 "partial": progress.totals, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": _rng_state(device), "rows": progress.rows,
+                 "elapsed": progress.elapsed})
 
 
 def resume(path: Path | None, cfg: TrainConfig, net: nn.Module, optimizer: Any, scheduler: Any, device: torch.device,
            log: Any) -> Progress:
     """Load the checkpoint at `path` into the model, optimizer, scheduler and RNGs and return where
     training stands; a fresh Progress where there is none or it is another config's (said in the log)."""
-    if path is None or not path.exists():
+    state = read(path, device, log)
+    if state is None:
         return Progress()
-    state = read(path, device)
     diff = differences(state["config"], cfg)
     if diff:
         log(f"checkpoint {path} belongs to another config (differs in {diff}); starting from scratch")

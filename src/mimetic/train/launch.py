@@ -109,6 +109,9 @@ def run(cfg: Recipe, out: str, *, experiment: str | None, arm: str | None, check
     if gpus and processes is not None and processes != gpus and not worker:
         raise ValueError(f"--processes={processes} with --gpus={gpus}: a data-parallel run has one process per GPU; "
                          f"drop --processes (or give --processes {gpus})")
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        raise LaunchError(f"--checkpoint {checkpoint} is a folder: give the checkpoint's file, e.g. "
+                          f"{Path(checkpoint) / 'run.pt'}")
     check_cuda(gpus)
     check_compile(cfg, gpus)
     _check_previous_failure(cfg, checkpoint)

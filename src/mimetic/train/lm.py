@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from mimetic import io
 from mimetic.data.text import TextData, check_context, eval_windows, load_tokens, text_stage_files, train_windows
 from mimetic.train._amp import autocast
-from mimetic.train.checkpoint import read
+from mimetic.train.checkpoint import read, write
 from mimetic.train.preempt import StopRequest, on_signals, stopped
-from mimetic.train.recipe import LMConfig
+from mimetic.train.recipe import LMConfig, differences
 
 
 def learning_rate(cfg: LMConfig, it: int) -> float:
@@ -197,16 +197,17 @@ def _save(path: Path, cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Op
     state = {"config": cfg.computed(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "progress": dataclasses.asdict(progress), "rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state() if next(model.parameters()).is_cuda else None}
-    io.torch_save(path, state)
+    write(path, state)
 
 
 def _resume(path: Path | None, cfg: LMConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
             device: torch.device, log: Callable[[str], None]) -> _Progress:
-    if path is None or not path.is_file():
+    state = read(path, device, log)
+    if state is None:
         return _Progress()
-    state = read(path, device)
-    if state["config"] != cfg.computed():
-        log(f"checkpoint {path} is of another recipe: not resumed, trained from the start")
+    diff = differences(state["config"], cfg)
+    if diff:
+        log(f"checkpoint {path} is of another recipe (differs in {diff}): not resumed, trained from the start")
         return _Progress()
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -220,6 +221,7 @@ def _resume(path: Path | None, cfg: LMConfig, model: nn.Module, optimizer: torch
 
 def _summary(cfg: LMConfig, data: TextData, model: nn.Module, progress: _Progress, experiment: str | None,
              arm: str | None, device: torch.device) -> dict[str, Any]:
+    from mimetic.data import data_fingerprint
     from mimetic.data.text import unigram_entropy
     from mimetic.provenance import device_name, environment
 
@@ -229,6 +231,7 @@ def _summary(cfg: LMConfig, data: TextData, model: nn.Module, progress: _Progres
             "best_step": best["step"], "final_val_ppl": last["val_ppl"], "final_val_bits": last["val_bits"],
             "tokens_per_s": cfg.iterations * cfg.batch_size * cfg.context / max(seconds, 1e-9),
             "device": device_name(device), "device_type": device.type, "processes": 1,
+            "data_fingerprint": data_fingerprint(cfg.data_meta()),
             "unigram_entropy": unigram_entropy(data.val, data.vocab_size), "vocab_size": data.vocab_size,
             "train_tokens": len(data.train), "val_tokens": len(data.val), "iterations": cfg.iterations,
             "wall_time": progress.elapsed, "experiment": experiment or cfg.dataset, "arm": arm or cfg.init,

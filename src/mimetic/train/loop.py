@@ -28,6 +28,7 @@ from timm.scheduler import CosineLRScheduler
 from torch import Tensor, nn
 
 from mimetic import io
+from mimetic.data import data_fingerprint
 from mimetic.train import checkpoint as ckpt
 from mimetic.train._amp import autocast
 from mimetic.train.distributed import Dist, setup_distributed
@@ -274,6 +275,7 @@ def _summary(run: Run, progress: ckpt.Progress, experiment: str | None, arm: str
         "experiment": experiment or cfg.dataset, "arm": arm or cfg.init, "seed": cfg.seed, "init": cfg.init,
         "init_params": cfg.init_params, "config": cfg.to_dict(), "device": device_name(run.device),
         "device_type": run.device.type, "processes": run.dist.world, "decode": getattr(run.inputs, "decode", None),
+        "data_fingerprint": data_fingerprint(cfg.data_meta()),  # the data's identity (docs/training.md)
         "parameters": sum(p.numel() for p in run.net.parameters()), "environment": environment(),
     }
 

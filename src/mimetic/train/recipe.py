@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mimetic.attention.init import INITS, check_params
 from mimetic.data import DATASETS
-from mimetic.data.core import BUILTIN, SHAPES, STREAMED
-from mimetic.data.text import TEXT_DATASETS, TOKENIZERS
+from mimetic.data.core import BUILTIN, DATA_DIR, SHAPES, STREAMED, stage_files
+from mimetic.data.text import TEXT_DATASETS, TOKENIZERS, text_stage_files
 from mimetic.train._fields import check_fields, opt, recipe_json
 from mimetic.train._policy import Policy
 from mimetic.train.gpt import GPTS
@@ -153,6 +154,13 @@ class TrainConfig:
         """The fields that decide what the run computes: all but EXECUTION."""
         return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION}
 
+    def data_meta(self) -> Path | None:
+        """The data stage's meta.json this run reads (its `fingerprint` is the data's identity);
+        None for a built-in dataset."""
+        if self.dataset in BUILTIN:
+            return None
+        folder = Path(self.data_root) if self.data_root else DATA_DIR / self.dataset
+        return folder / Path(stage_files(self.dataset)["meta"]).name
 
 
 @dataclass
@@ -213,6 +221,11 @@ class LMConfig:
     def computed(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION}
 
+    def data_meta(self) -> Path:
+        """The data stage's meta .json of this run's tokens (see TrainConfig.data_meta)."""
+        meta = Path(text_stage_files(self.dataset, self.tokenizer)["meta"])
+        return Path(self.data_root) / meta.name if self.data_root else meta
+
 
 Recipe = TrainConfig | LMConfig
 
@@ -235,6 +248,24 @@ def run_recipe(experiment: dict[str, Any], init: str, params: dict[str, Any]) ->
     default that keeps what runs compute) does. summary.json records every key."""
     cls = recipe_class(experiment["dataset"])
     return json.dumps(recipe_json(cls, experiment, init, params), sort_keys=True)
+
+
+def run_config(experiment: dict[str, Any], init: str, params: dict[str, Any], seed: int) -> Recipe:
+    """The recipe of one run of the workflow's grid, as `mimetic train` builds it from run_recipe
+    and execution_args (validated: the init's parameters filled in, as its summary.json records them)."""
+    cls = recipe_class(experiment["dataset"])
+    execution = {k: experiment[k] for k in cls.EXECUTION if experiment.get(k) is not None}
+    return cls(**recipe_json(cls, experiment, init, params), **execution, seed=seed).validate()
+
+
+def differences(recorded: dict[str, Any], cfg: Recipe) -> list[str]:
+    """The recipe keys in which a recorded recipe (a checkpoint's, or a finished run's summary.json
+    `config`) differs from cfg, execution keys aside. A key the record lacks (added to the recipe
+    since, at its default) counts at its default, so a code update never disowns a run."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+    recorded, now = {**defaults, **recorded}, cfg.to_dict()
+    return sorted(k for k in recorded.keys() | now.keys()
+                  if k not in cfg.EXECUTION and recorded.get(k) != now.get(k))
 
 
 def execution_args(experiment: dict[str, Any], runs_per_gpu: int) -> list[str]:
