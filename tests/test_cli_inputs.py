@@ -94,6 +94,8 @@ CASES = [
      "Is a directory: '{tmp}/folder'"),
     (["provenance", "--summaries", "s.json", "--config", "{bad", "--out", "p.html"],
      "argument --config: not valid JSON"),
+    (["provenance", "--summaries", "{tmp}/no_environment.json", "--config", "{}", "--out", "{tmp}/p.html"],
+     "{tmp}/no_environment.json: not a run record of this version of `mimetic train` (lacks ['environment'])"),
 ]
 
 
@@ -116,6 +118,7 @@ def inputs(tmp_path_factory):
     torch.save(torch.zeros(3), tmp / "tensor.pt")
     torch.save({"h.0.attn.c_attn.weight": torch.zeros(4, 12), "x": _Payload(tmp / "ran")}, tmp / "planted.pt")
     save_file({"w": torch.zeros(2)}, str(tmp / "other.safetensors"))
+    (tmp / "no_environment.json").write_text('{"device": "cpu", "wall_time": 1.0}')
     return tmp
 
 
