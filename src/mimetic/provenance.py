@@ -125,10 +125,11 @@ def write_page(out: str | os.PathLike, summary_files: Sequence[str | os.PathLike
             s = json.loads(Path(p).read_text())
         except ValueError as e:
             s = f"not JSON ({e})"
-        lacks = [k for k in ("environment", "device", "wall_time") if k not in s] if isinstance(s, dict) else s
-        if lacks:  # what the page reads of each record
-            raise ValueError(f"{p}: not a run record of this version of `mimetic train` (lacks {lacks}); delete the "
-                             "run folder and train it again")
+        why = (f"lacks {[k for k in ('environment', 'device', 'wall_time') if k not in s]}" if isinstance(s, dict)
+               else s if isinstance(s, str) else "not a JSON object")
+        if why != "lacks []":  # what the page reads of each record
+            raise ValueError(f"{p}: not a run record of this version of `mimetic train` ({why}); delete the run "
+                             "folder and train it again")
         summaries.append(s)
     io.write_text(out, page(summaries, config))
 
