@@ -1,10 +1,14 @@
 """Extraction from checkpoints built here: planted products come back exactly, per head, with
-their signs and layout, through timm's loader (safetensors and .pt) and the GPT-2 reader."""
+their signs and layout, through timm's loader (safetensors and .pt) and the GPT-2 reader; and a
+real one, MiniLM-L6 (tests/minilm.py), through the workflow's structure rules end to end."""
 
 import json
 import os
 import re
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -12,7 +16,8 @@ from safetensors.torch import save_file
 
 from mimetic import cli
 from mimetic.attention.weights import attention_layers
-from mimetic.attention.pretrained import NotACheckpoint, PretrainedUnavailable, gpt2_weights, pretrained_weights
+from mimetic.attention.pretrained import (NotACheckpoint, PretrainedUnavailable, check_entry, gpt2_weights,
+                                          pretrained_weights)
 from mimetic.attention.structure import products_from_weights, structure_metrics
 
 VIT = "vit_tiny_patch16_224"  # timm architecture: d = 192, 3 heads of 64, 12 layers
@@ -359,8 +364,6 @@ def test_plot_structure_refuses_lists_that_do_not_pair_up(args, message, tmp_pat
 
 def test_configs_validate_and_get_the_structure_defaults():
     """Both shipped configs validate; the new sections default so older configs still do."""
-    from pathlib import Path
-
     import yaml
     from snakemake.utils import validate
 
@@ -373,4 +376,107 @@ def test_configs_validate_and_get_the_structure_defaults():
     assert config["pretrained"] == {}  # the quickstart downloads nothing
     paper = yaml.safe_load((root / "config" / "config.yaml").read_text())
     validate(paper, schema)
-    assert paper["pretrained"]["gpt2"] == {"model": "gpt2", "file": None, "num_heads": None}
+    assert paper["pretrained"]["gpt2"] == {"model": "gpt2", "file": None, "num_heads": None, "mapping": None}
+
+
+def _recomputed_metrics(p: np.ndarray) -> dict[str, float]:
+    """Diagonal mean, mean |off-diagonal| and cosine to I of one matrix, in float64 numpy."""
+    d, diag = p.shape[-1], np.diagonal(p)
+    off = (np.abs(p).sum() - np.abs(diag).sum()) / (d * d - d)
+    return {"diag_mean": diag.mean(), "offdiag_abs_mean": off, "identity_cosine": diag.sum() / (np.linalg.norm(p)
+                                                                                                 * np.sqrt(d))}
+
+
+@pytest.fixture(scope="module")
+def minilm_workflow(tmp_path_factory):
+    """The workflow's `pretrained` target on a config of two `file:` entries without `model`: the
+    real MiniLM-L6 (a Hugging Face folder, BERT layout) and a planted 3-layer GPT-2 folder."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from minilm import model_folder
+
+    folder = model_folder()
+    work = tmp_path_factory.mktemp("minilm")
+    (work / "gpt2").mkdir()
+    save_file(gpt2_state_dict("transformer.")[0], str(work / "gpt2" / "model.safetensors"))
+    (work / "gpt2" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_head": GPT2_HEADS}))
+    config = {"seeds": [0], "arms": {"default": {"init": "default"}},
+              "experiments": {"digits": {"dataset": "digits", "model": "vit_digits", "epochs": 2, "batch_size": 256,
+                                         "warmup_epochs": 1, "lr": 0.002, "gpus": 0}},
+              "pretrained": {"minilm": {"file": str(folder)}, "planted_gpt2": {"file": "gpt2"}}}
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the workflow sets its own
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(work),
+                           "--configfile", str(work / "config.yaml"), "--cores", "2", "pretrained"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work, folder
+
+
+def test_minilm_end_to_end_gives_the_products_of_its_own_tensors(minilm_workflow):
+    """The structure rules on a real checkpoint: every figure, and products and statistics equal
+    to this test's recomputation from the raw tensors, split into heads as BERT's forward does
+    (the query/key outputs viewed (tokens, heads, head width))."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    import minilm
+
+    work, folder = minilm_workflow
+    for stem in ("pretrained/minilm_heatmaps", "pretrained/planted_gpt2_heatmaps", "pretrained_profile"):
+        assert _is_figure(work / "results/figures" / f"{stem}.png", min_bytes=10_000), stem
+    raw = {k: v.astype(np.float64) for k, v in load_file(str(folder / "model.safetensors")).items()}
+    products = work / "results/pretrained/minilm/products.safetensors"
+    with safe_open(str(products), framework="numpy") as f:
+        assert f.metadata()["layout"] == "BERT" and f.metadata()["num_heads"] == str(minilm.HEADS)
+        qk, vo = f.get_tensor("qk"), f.get_tensor("vo")
+    assert qk.shape == (minilm.LAYERS, minilm.HEADS, minilm.WIDTH, minilm.WIDTH)
+    table = pd.read_csv(work / "results/pretrained/minilm/structure.csv")
+    hk = minilm.WIDTH // minilm.HEADS
+    for layer in range(minilm.LAYERS):
+        w = {n: raw[f"encoder.layer.{layer}.attention.{n}.weight"] for n in
+             ("self.query", "self.key", "self.value", "output.dense")}
+        # nn.Linear: y = x @ weight.T, so the score form of head h is Wq.T[:, h] (Wk.T[:, h]).T
+        q, k = w["self.query"].T.reshape(minilm.WIDTH, minilm.HEADS, hk), w["self.key"].T.reshape(
+            minilm.WIDTH, minilm.HEADS, hk)
+        expected = {("qk", h): q[:, h] @ k[:, h].T for h in range(minilm.HEADS)}
+        expected[("vo", None)] = w["self.value"].T @ w["output.dense"].T
+        for (product, head), p in expected.items():
+            got = qk[layer, head] if product == "qk" else vo[layer]
+            np.testing.assert_allclose(got, p, rtol=1e-4, atol=1e-5 * np.abs(p).max())
+            row = table[(table["layer"] == layer) & (table["product"] == product)
+                        & (table["head"].isna() if head is None else table["head"] == head)]
+            assert len(row) == 1
+            for metric, value in _recomputed_metrics(p).items():
+                assert row[metric].item() == pytest.approx(value, rel=1e-4, abs=1e-6), (layer, head, metric)
+    assert len(table) == minilm.LAYERS * (minilm.HEADS + 1)
+
+
+def test_minilm_planning_reads_its_layout_from_the_header():
+    """Planning's view of the same folder, without torch: BERT, its 6 layers of width 384, 12 heads
+    from config.json; a wrong head count stops it."""
+    from mimetic.attention._layouts import find_layout, folder_config, head_count, read_shapes, weight_files
+
+    import minilm
+
+    folder = minilm.model_folder()
+    found = find_layout(read_shapes(weight_files(folder, "f"), "f"), key="pretrained.minilm")
+    assert (found.layout.name, len(found.layers), found.width) == ("BERT", minilm.LAYERS, minilm.WIDTH)
+    assert head_count(folder_config(folder, "f"), None, "pretrained.minilm") == minilm.HEADS
+    with pytest.raises(ValueError, match=r"pretrained\.minilm\.num_heads=8: the model's config\.json says "
+                                         r"\{'num_attention_heads': 12\}"):
+        check_entry("minilm", None, folder, num_heads=8)
+
+
+def test_the_profile_of_models_of_different_depths_shares_a_relative_depth_axis():
+    from mimetic.report.structure_figures import _depth_axis
+
+    metrics = pd.DataFrame({"model": ["a"] * 3 + ["b"] * 6, "layer": [0, 1, 2, 0, 1, 2, 3, 4, 5]})
+    df, label = _depth_axis(metrics, "model")
+    assert label.startswith("relative depth") and df["layer"].tolist() == [0, 0.5, 1, 0, 0.2, 0.4, 0.6, 0.8, 1]
+    same, label = _depth_axis(metrics[metrics["model"] == "b"], "model")
+    assert label == "layer" and same["layer"].tolist() == [1, 2, 3, 4, 5, 6]

@@ -109,7 +109,7 @@ def check(config: dict[str, Any]) -> None:
             raise ConfigError(f"structure.reference.{exp}: {label!r} is not a `pretrained` label "
                               f"({sorted(config['pretrained'])})")
     for label, entry in config["pretrained"].items():
-        _check_pretrained_name(label, entry["model"], has_file=bool(entry["file"]))
+        _check_pretrained(label, entry)
 
 
 def _check_lm(config: dict[str, Any], label: str, run: LMConfig) -> None:
@@ -194,6 +194,22 @@ def schema_message(error: Exception) -> str:
     return f"{path or 'the config'}: {bad.message}"
 
 
+def _check_pretrained(label: str, entry: dict[str, Any]) -> None:
+    """One `pretrained:` entry: its timm name, and for a checkpoint read by its layout the layout, heads and
+    widths, from the file's header without torch, so that an unknown layout stops here, naming what it found."""
+    from mimetic.attention.pretrained import check_entry, is_gpt2
+
+    model = entry["model"]
+    if model is not None and not is_gpt2(model):
+        _check_pretrained_name(label, model, has_file=bool(entry["file"]))
+    try:
+        check_entry(label, model, entry["file"], entry["num_heads"], entry["mapping"])
+    except (ValueError, OSError) as e:  # ours start with the entry's key; the system's (a permission) name the file
+        message = str(e)
+        raise ConfigError(message if message.startswith(f"pretrained.{label}") else
+                          f"pretrained.{label}.file: {message}") from None
+
+
 def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
     """A timm name (with its pretrained tag unless a local file gives the weights) or a GPT-2 size."""
     from fnmatch import fnmatch
@@ -207,7 +223,7 @@ def _check_pretrained_name(label: str, model: str, *, has_file: bool) -> None:
     if arch not in names["models"]:
         raise ConfigError(f"pretrained.{label}.model: {model!r} is not a timm model (nor a GPT-2 size "
                           f"{sorted(GPT2_HEADS)}); `python -c \"import timm; print(timm.list_models('vit_*'))\"` "
-                          "lists the ViTs")
+                          "lists the ViTs; for a local checkpoint of another model, leave `model` out")
     if "." in model and not has_file and model not in names["pretrained"]:
         tags = [n for n in names["pretrained"] if fnmatch(n, arch + ".*")]
         raise ConfigError(f"pretrained.{label}.model: timm has no pretrained weights tagged {model!r}; its tags "

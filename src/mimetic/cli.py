@@ -233,11 +233,14 @@ def _provenance(a: argparse.Namespace) -> None:
 
 def _extract(a: argparse.Namespace) -> None:
     from mimetic.attention import structure
-    from mimetic.attention.pretrained import pretrained_weights
+    from mimetic.attention.pretrained import load_pretrained
 
-    weights = pretrained_weights(a.model, a.file, a.num_heads, label=a.label)
-    meta = {"model": a.model, "file": str(a.file or ""), "num_heads": str(weights[0].num_heads)}
-    structure.write(structure.products_from_weights(weights), a.products[0], a.metrics[0], meta)
+    mapping = json.loads(a.mapping) if a.mapping is not None else None
+    source = load_pretrained(a.model, a.file, a.num_heads, label=a.label, mapping=mapping)
+    # The layout names the model in the figures' legends (ViT, GPT-2 and BERT side by side).
+    meta = {"model": a.model or "", "file": str(a.file or ""), "num_heads": str(source.weights[0].num_heads),
+            "layout": source.layout}
+    structure.write(structure.products_from_weights(source.weights), a.products[0], a.metrics[0], meta)
 
 
 def _extract_runs(a: argparse.Namespace) -> None:
@@ -424,9 +427,15 @@ COMMANDS: dict[str, Command] = {
         (("--config",), dict(required=True, type=_json_text, help="the resolved workflow config, as JSON")),
         (("--out",), dict(required=True, help="output: the HTML page"))]),
     "extract": Command("pretrained model -> attention products and structure metrics", _extract, lambda: [
-        (("--model",), dict(required=True, help="timm model name with its tag, or gpt2[-medium|-large|-xl]")),
-        (("--file",), dict(help="local checkpoint (safetensors or PyTorch state dict) instead of the hub")),
-        (("--num-heads",), dict(type=int, help="heads per layer (GPT-2 layout only; known sizes need none)")),
+        (("--model",), dict(help="timm model name with its tag, or gpt2[-medium|-large|-xl]; leave it out for a "
+                                 "--file read by its layout (timm ViT, GPT-2, BERT, or --mapping)")),
+        (("--file",), dict(help="local checkpoint (safetensors or PyTorch state dict) or Hugging Face model folder "
+                                "(config.json and its weights) instead of the hub")),
+        (("--num-heads",), dict(type=int, help="heads per layer: GPT-2 sizes and files without --model, where "
+                                               "config.json does not give them")),
+        (("--mapping",), dict(type=_json_text, help="a --file of another layout: JSON {q, k, v, o (or qkv, o): "
+                                                    "parameter name with {layer}, conv1d: true|false} "
+                                                    "(docs/pretrained.md)")),
         (("--label",), dict(default="<label>", help="the model's key in the config's `pretrained` section")),
         *STRUCTURE_OUT], _structure_errors),
     "extract-runs": Command("training runs -> attention products of their initial and final models", _extract_runs,

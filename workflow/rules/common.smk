@@ -232,17 +232,25 @@ def get_stage_args(wildcards):
 
 
 def get_pretrained_file(wildcards):
-    """A local checkpoint is an input (its changes re-run the extraction); hub weights are not."""
-    return config["pretrained"][wildcards.pretrained]["file"] or []
+    """A local checkpoint is an input (its changes re-run the extraction): the file, or a
+    model folder's weights (every shard) and config.json; hub weights are not."""
+    from mimetic.attention.pretrained import checkpoint_files
+
+    file = config["pretrained"][wildcards.pretrained]["file"]
+    return checkpoint_files(file) if file else []
 
 
 def get_pretrained_args(wildcards):
     entry = config["pretrained"][wildcards.pretrained]
-    args = ["--model", entry["model"], "--label", wildcards.pretrained]
+    # An entry of the earlier keys gets the same arguments as before: its extraction is not re-run.
+    args = ["--model", entry["model"]] if entry["model"] else []
+    args += ["--label", wildcards.pretrained]
     if entry["file"]:
         args += ["--file", entry["file"]]
     if entry["num_heads"]:
         args += ["--num-heads", str(entry["num_heads"])]
+    if entry["mapping"]:
+        args += ["--mapping", json.dumps(entry["mapping"], sort_keys=True)]
     return args
 
 

@@ -14,7 +14,8 @@ rule extract_pretrained:
         "python -m mimetic extract {params.args:q} --products {output.products:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
-# Every pretrained model's heatmaps and their diagonal profiles, in one job.
+# Every pretrained model's heatmaps, and their diagonal profiles side by side (any layout; a
+# relative-depth axis where depths differ), in one job.
 rule plot_pretrained:
     input:
         products=expand("results/pretrained/{p}/products.safetensors", p=PRETRAINED),

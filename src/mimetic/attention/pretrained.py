@@ -1,49 +1,59 @@
-"""Attention weights of pretrained models: timm ViTs from the hub or a local file, and GPT-2.
+"""Attention weights of pretrained models: timm models by name (from the hub or a local file),
+GPT-2 sizes, and local checkpoints of other layouts (BERT, or any with a `mapping`).
 
-ViTs go through timm, so a hub name with a tag (`vit_tiny_patch16_224.augreg_in21k_ft_in1k`)
+timm models go through timm, so a hub name with a tag (`vit_tiny_patch16_224.augreg_in21k_ft_in1k`)
 and a local checkpoint (safetensors or a PyTorch state dict) load the same way, through the
-model's own checkpoint filter. A local file is read here, not by timm's loader: by its first bytes,
-a PyTorch one with weights_only=True, so a planted pickle is refused whatever timm's version.
-GPT-2 is read straight from its checkpoint file: the four projections are all the analysis needs,
-so `transformers` is not required.
+model's own checkpoint filter. Every other checkpoint is read straight from its file, or a Hugging
+Face model folder's (config.json and its weights): the four projections are all the analysis
+needs, so `transformers` is not required. Its layout, heads, widths and depth come from its
+parameter names, shapes and config.json (`mimetic.attention._layouts`, which planning runs without
+torch), never from a model's name. A local file is read here, not by timm's loader: by its first
+bytes, a PyTorch one with weights_only=True, so a planted pickle is refused whatever timm's version.
 
 GPT-2's attention is a fused Conv1D `c_attn` whose weight is (d, 3d) and computes
 y = x @ W + b: it is already in the x @ W convention of `mimetic.attention.weights`, so W_q, W_k,
 W_v are its column blocks [:, :d], [:, d:2d], [:, 2d:] with no transpose (the opposite of
-nn.Linear's weight = W^T). Heads split the columns of each block, h*k .. (h+1)*k.
+nn.Linear's weight = W^T, which BERT's query/key/value/output.dense and a timm qkv store). Heads
+split the columns of each block, h*k .. (h+1)*k, in every layout.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mimetic import io
+from mimetic.attention._layouts import (Found, LayoutError, NotACheckpoint, check_heads, checkpoint_files, find_layout,
+                                        folder_config, head_count, read_shapes, sniff, unwrap, weight_files)
 
-if TYPE_CHECKING:  # torch on first use: the workflow's config check reads the GPT-2 sizes
+if TYPE_CHECKING:  # torch on first use: the workflow's config check reads the checkpoints' headers
     from torch import Tensor, nn
 
     from mimetic.attention.weights import AttentionWeights
 
-# Heads of the released GPT-2 sizes; other GPT-2-layout checkpoints need `num_heads`.
+__all__ = ["GPT2_HEADS", "GPT2_REPO", "LayoutError", "NotACheckpoint", "Pretrained", "PretrainedUnavailable",
+           "check_entry", "checkpoint_files", "gpt2_weights", "hub_cache", "is_gpt2", "layout_weights",
+           "load_pretrained", "load_state_dict", "load_timm", "pretrained_weights"]
+
+# Heads of the released GPT-2 sizes on the hub (a local GPT-2 checkpoint's config.json, or `num_heads`, wins).
 GPT2_HEADS = {"gpt2": 12, "gpt2-medium": 16, "gpt2-large": 20, "gpt2-xl": 25}
 GPT2_REPO = "openai-community/{model}"  # where the Hugging Face hub keeps the released sizes
-_GPT2_QKV = re.compile(r"^(?:transformer\.)?h\.(\d+)\.attn\.c_attn\.weight$")
-
-
-_WRAPPERS = ("module.", "_orig_mod.")  # DDP's and torch.compile's key prefixes, in either order (timm strips them)
 
 
 class PretrainedUnavailable(RuntimeError):
     """The weights are neither reachable on the hub nor in the cache, and no local file was given."""
 
 
-class NotACheckpoint(ValueError):
-    """A local checkpoint file that is refused or holds no state dict; the message names it and what to do."""
+@dataclass(frozen=True)
+class Pretrained:
+    """A pretrained model's attention, layer by layer, and the layout it was read in (timm, GPT-2, BERT, mapped)."""
+
+    weights: list[AttentionWeights]
+    layout: str
 
 
 def is_gpt2(model: str) -> bool:
@@ -66,30 +76,6 @@ def _unavailable(model: str, config_key: str, cause: BaseException) -> Pretraine
         f"Either download them there on a machine with internet access (e.g. run this once online), or "
         f"set the config key `{config_key}` to a local checkpoint (safetensors or a PyTorch state dict)."
     )
-
-
-def _existing(path: str | os.PathLike, config_key: str) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise NotACheckpoint(f"{config_key}: {str(path)!r} is a folder; give the checkpoint file in it (safetensors "
-                             "or a PyTorch state dict)")
-    if not path.is_file():
-        raise FileNotFoundError(f"{config_key}: checkpoint file {str(path)!r} does not exist; "
-                                "give a safetensors or PyTorch state-dict file, or remove the key to use the hub")
-    return path
-
-
-def _kind(path: Path) -> str | None:
-    """What the file holds, from its first bytes (not its name): "safetensors" (an 8-byte header
-    length, then the header's JSON), "torch" (torch.save's zip archive, or the pickle of its legacy
-    format), or None for anything else."""
-    with path.open("rb") as f:
-        head = f.read(9)
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= path.stat().st_size - 8:
-        return "safetensors"
-    if head.startswith((b"PK\x03\x04", b"\x80")):  # a zip's local header; a pickle's PROTO opcode
-        return "torch"
-    return None
 
 
 def _torch_load(path: Path, name: str) -> object:
@@ -132,12 +118,7 @@ def _state(loaded: object, name: str) -> dict[str, Tensor]:
         what = (f"its entry {bad!r} is a {type(loaded[bad]).__name__}, not a tensor" if isinstance(bad, str) else
                 f"its key {bad!r} is a {type(bad).__name__}, not a parameter name")
         raise NotACheckpoint(f"{name} is no state dict: {what}; give a mapping of parameter names to tensors")
-    state = {}
-    for key, tensor in loaded.items():
-        while key.startswith(_WRAPPERS):
-            key = key.split(".", 1)[1]
-        state[key] = tensor
-    return state
+    return {unwrap(key): tensor for key, tensor in loaded.items()}
 
 
 def load_state_dict(path: str | os.PathLike, config_key: str | None = None) -> dict[str, Tensor]:
@@ -147,12 +128,7 @@ def load_state_dict(path: str | os.PathLike, config_key: str | None = None) -> d
     a file that is none of these or holds pickled objects."""
     path = Path(path)
     name = f"{config_key}: checkpoint {path}" if config_key else f"checkpoint {path}"
-    kind = _kind(path)
-    if kind is None:
-        what = "it is empty" if not path.stat().st_size else "neither safetensors nor torch.save's"
-        raise NotACheckpoint(f"{name} is not a checkpoint ({what}); give a safetensors file or a torch.save'd state "
-                             "dict (.pt, .pth, .bin)")
-    if kind == "torch":
+    if sniff(path, name) == "torch":
         return _state(_torch_load(path, name), name)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -164,10 +140,19 @@ def load_state_dict(path: str | os.PathLike, config_key: str | None = None) -> d
                              "or a torch.save'd state dict") from None
 
 
+def _load_all(files: Sequence[Path], config_key: str) -> dict[str, Tensor]:
+    """The state dict of one checkpoint file, or of every shard of a model folder."""
+    state: dict[str, Tensor] = {}
+    for path in files:
+        state.update(load_state_dict(path, config_key))
+    return state
+
+
 def load_timm(model: str, file: str | os.PathLike | None = None, *,
               config_key: str = "pretrained.<label>.file") -> nn.Module:
     """The timm model `model` (architecture name, optionally with a pretrained tag) with its
-    pretrained weights: from `file` if given, else from the hub (or its cache).
+    pretrained weights: from `file` (a checkpoint, or a model folder holding one) if given, else
+    from the hub (or its cache).
 
     Raises PretrainedUnavailable naming the model, the cache and `config_key` when the hub
     cannot be reached and the weights are not cached.
@@ -178,7 +163,7 @@ def load_timm(model: str, file: str | os.PathLike | None = None, *,
         raise ValueError(f"{model!r} is not a timm model name; see timm.list_models() (tags like "
                          "'.augreg_in21k_ft_in1k' are allowed), or use 'gpt2' for GPT-2")
     if file is not None:
-        state = load_state_dict(_existing(file, config_key), config_key)
+        state = _load_all(weight_files(file, config_key), config_key)
         # A fine-tuned checkpoint may have any number of classes: build the model with the
         # file's, so timm loads strictly (a mismatched attention key still fails loudly).
         classifier = f"{timm.models.get_pretrained_cfg(model).classifier}.weight"
@@ -195,33 +180,36 @@ def load_timm(model: str, file: str | os.PathLike | None = None, *,
         raise _unavailable(model, config_key, e) from e
 
 
-def gpt2_weights(state_dict: Mapping[str, Tensor], num_heads: int) -> list[AttentionWeights]:
-    """Per layer W_q, W_k, W_v, W_proj (x @ W convention) of a GPT-2-layout state dict, with or
-    without the `transformer.` prefix of GPT2LMHeadModel."""
+def layout_weights(state_dict: Mapping[str, Tensor], found: Found, num_heads: int) -> list[AttentionWeights]:
+    """Per layer W_q, W_k, W_v, W_proj (x @ W convention) of the layers `found` names in `state_dict`."""
     from mimetic.attention.weights import AttentionWeights
 
-    layers = {int(m.group(1)): key for key in state_dict if (m := _GPT2_QKV.match(key))}
-    if not layers:
-        raise ValueError("no GPT-2 attention weights found: expected keys like 'h.0.attn.c_attn.weight' "
-                         "(or 'transformer.h.0.attn.c_attn.weight')")
-    if sorted(layers) != list(range(len(layers))):
-        raise ValueError(f"GPT-2 checkpoint has attention layers {sorted(layers)}; expected 0..{len(layers) - 1}")
+    d = found.width
+
+    def as_w(t: Tensor) -> Tensor:  # nn.Linear stores W^T (out, in); Conv1D stores W (in, out) itself
+        return t if found.layout.conv1d else t.T
+
     out = []
-    for i in range(len(layers)):
-        proj_key = layers[i].replace("c_attn", "c_proj")
-        if proj_key not in state_dict:
-            raise ValueError(f"GPT-2 checkpoint has {layers[i]!r} but no {proj_key!r}")
-        qkv, proj = state_dict[layers[i]], state_dict[proj_key]
-        d = qkv.shape[0] if qkv.dim() == 2 else 0
-        if not d or qkv.shape != (d, 3 * d) or proj.shape != (d, d):
-            raise ValueError(f"layer {i}: c_attn {tuple(qkv.shape)}, c_proj {tuple(proj.shape)}; a GPT-2 "
-                             "Conv1D layout needs c_attn (d, 3d) and c_proj (d, d)")
-        if d % num_heads:
-            raise ValueError(f"layer {i}: width {d} is not divisible by num_heads={num_heads}")
-        # Conv1D: y = x @ W, so no transpose (unlike nn.Linear).
-        out.append(AttentionWeights(q=qkv[:, :d], k=qkv[:, d:2 * d], v=qkv[:, 2 * d:], proj=proj,
-                                    num_heads=num_heads))
+    for names in found.layers:
+        if found.layout.fused:
+            qkv = as_w(state_dict[names["qkv"]])  # (d, 3d): columns [q | k | v]
+            q, k, v = qkv[:, :d], qkv[:, d:2 * d], qkv[:, 2 * d:]
+        else:
+            q, k, v = (as_w(state_dict[names[role]]) for role in ("q", "k", "v"))
+        out.append(AttentionWeights(q=q, k=k, v=v, proj=as_w(state_dict[names["o"]]), num_heads=num_heads))
     return out
+
+
+def _shapes(state_dict: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(t.shape) for name, t in state_dict.items()}
+
+
+def gpt2_weights(state_dict: Mapping[str, Tensor], num_heads: int) -> list[AttentionWeights]:
+    """Per layer W_q, W_k, W_v, W_proj (x @ W convention) of a GPT-2-layout state dict, with or
+    without a prefix (`transformer.` of GPT2LMHeadModel)."""
+    found = find_layout(_shapes(state_dict), only="gpt2")
+    check_heads(found, num_heads)
+    return layout_weights(state_dict, found, num_heads)
 
 
 def _gpt2_hub_file(model: str, config_key: str) -> Path:
@@ -233,32 +221,79 @@ def _gpt2_hub_file(model: str, config_key: str) -> Path:
         raise _unavailable(model, config_key, e) from e
 
 
-def pretrained_weights(model: str, file: str | os.PathLike | None = None, num_heads: int | None = None,
-                       label: str = "<label>") -> list[AttentionWeights]:
-    """Per layer attention weights of pretrained `model` (a timm name or gpt2[-size]), from the
-    hub or `file`. `label` is the model's key in the config's `pretrained` section: errors name
-    `pretrained.<label>.file` and `pretrained.<label>.num_heads`."""
+def _is_timm(model: str | None) -> bool:
+    return model is not None and not is_gpt2(model)
+
+
+def _check_keys(key: str, model: str | None, file: object, num_heads: int | None, mapping: object) -> None:
+    """The keys of one entry that go together: `model` or `file`; `num_heads` and `mapping` where they apply."""
+    if model is None and file is None:
+        raise ValueError(f"{key}: give `model` (a timm name or GPT-2 size, from the hub) or `file` (a local "
+                         "checkpoint or Hugging Face model folder)")
+    if num_heads is not None and num_heads < 1:
+        raise ValueError(f"{key}.num_heads={num_heads}: must be >= 1")
+    if _is_timm(model) and num_heads is not None:
+        raise ValueError(f"{key}.num_heads: only GPT-2 sizes and checkpoints without `model` take it; timm models "
+                         f"({model!r}) know their own heads")
+    if model is not None and mapping is not None:
+        raise ValueError(f"{key}.mapping: only for a `file` without `model`; {model!r} has a layout of its own: "
+                         "remove one of them")
+
+
+def _attention(shapes: Mapping[str, Sequence[int]], config: Mapping[str, Any], model: str | None,
+               num_heads: int | None, mapping: object, key: str) -> tuple[Found, int]:
+    """The checkpoint's attention layers and heads per layer; LayoutError naming the key to set."""
+    found = find_layout(shapes, mapping=mapping, only="gpt2" if model else None, key=key)
+    heads = head_count(config, num_heads, key, known=GPT2_HEADS.get(model or ""))
+    check_heads(found, heads, key)
+    return found, heads
+
+
+def check_entry(label: str, model: str | None, file: str | os.PathLike | None, num_heads: int | None = None,
+                mapping: object = None) -> None:
+    """Planning's check of one `pretrained:` entry, without torch: the keys it combines and, for a
+    checkpoint read outside timm, its layout, heads and widths from the file's header (one that
+    only torch can read, a legacy pickle, is checked when extracted). Errors name the entry's key."""
+    key = f"pretrained.{label}"
+    _check_keys(key, model, file, num_heads, mapping)
+    if file is None:
+        return
+    files = weight_files(file, f"{key}.file")
+    if _is_timm(model):
+        return  # timm's checkpoint filter renames keys: the model's loader judges the file
+    shapes = read_shapes(files, f"{key}.file")
+    if shapes is not None:
+        _attention(shapes, folder_config(file, f"{key}.file"), model, num_heads, mapping, key)
+
+
+def load_pretrained(model: str | None, file: str | os.PathLike | None = None, num_heads: int | None = None,
+                    label: str = "<label>", mapping: object = None) -> Pretrained:
+    """Per layer attention weights of a pretrained model: a timm name or gpt2[-size] from the hub or
+    `file`, or (`model` None) the checkpoint `file` of any layout, detected or given by `mapping`.
+    `label` is the model's key in the config's `pretrained` section: errors name
+    `pretrained.<label>.file`, `.num_heads` and `.mapping`."""
     from mimetic.attention.weights import attention_layers
 
-    file_key = f"pretrained.{label}.file"
-    if not is_gpt2(model):
-        if num_heads is not None:
-            raise ValueError(f"pretrained.{label}.num_heads: only GPT-2 checkpoints take it; timm models "
-                             f"({model!r}) know their own heads")
-        return [layer.read() for layer in attention_layers(_timm_from(model, file, file_key, label))]
-    if num_heads is not None and num_heads < 1:
-        raise ValueError(f"pretrained.{label}.num_heads={num_heads}: must be >= 1")
-    heads = num_heads or GPT2_HEADS.get(model)
-    if heads is None:
-        raise ValueError(f"pretrained.{label}.num_heads: required for {model!r}; known sizes are "
-                         f"{GPT2_HEADS}")
-    if file is None:
-        return gpt2_weights(load_state_dict(_gpt2_hub_file(model, file_key)), heads)
-    return gpt2_weights(load_state_dict(_existing(file, file_key), file_key), heads)
+    key = f"pretrained.{label}"
+    _check_keys(key, model, file, num_heads, mapping)
+    if _is_timm(model):
+        return Pretrained([layer.read() for layer in attention_layers(_timm_from(model, file, key))], "timm")
+    file_key = f"{key}.file"
+    files = weight_files(file, file_key) if file is not None else [_gpt2_hub_file(model, file_key)]
+    state = _load_all(files, file_key)
+    found, heads = _attention(_shapes(state), folder_config(file, file_key), model, num_heads, mapping, key)
+    return Pretrained(layout_weights(state, found, heads), found.layout.name)
 
 
-def _timm_from(model: str, file: str | os.PathLike | None, file_key: str, label: str) -> nn.Module:
+def pretrained_weights(model: str | None, file: str | os.PathLike | None = None, num_heads: int | None = None,
+                       label: str = "<label>", mapping: object = None) -> list[AttentionWeights]:
+    """load_pretrained's weights."""
+    return load_pretrained(model, file, num_heads, label, mapping).weights
+
+
+def _timm_from(model: str, file: str | os.PathLike | None, key: str) -> nn.Module:
     """load_timm, with a file of another architecture said in one line (timm lists every key)."""
+    file_key = f"{key}.file"
     if file is None:
         return load_timm(model, config_key=file_key)
     try:
@@ -267,5 +302,5 @@ def _timm_from(model: str, file: str | os.PathLike | None, file_key: str, label:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         first = next((line for line in lines if "mismatch" in line or "key" in line), _first_line(e))
         first = first if len(first) <= 300 else first[:300] + "..."  # a list of every missing key
-        raise ValueError(f"{file_key}: checkpoint {file} does not fit {model!r} ({first}); set "
-                         f"pretrained.{label}.model to the checkpoint's timm architecture") from None
+        raise ValueError(f"{file_key}: checkpoint {file} does not fit {model!r} ({first}); set {key}.model to the "
+                         "checkpoint's timm architecture, or leave `model` out to read it by layout") from None

@@ -1,6 +1,7 @@
 """The attention-structure figures (the paper's Figures 1 and 2): heatmaps of W_q W_k^T per head
-and W_v W_proj per layer, their diagonal profile over depth, and sources side by side. Each
-writes the files it is given (PNG, PDF: by suffix)."""
+and W_v W_proj per layer, their diagonal profile over depth (every pretrained model's side by
+side, ViT, GPT-2 and BERT alike), and sources side by side. Each writes the files it is given
+(PNG, PDF: by suffix)."""
 
 from __future__ import annotations
 
@@ -75,11 +76,13 @@ def attention_heatmaps(products: dict[str, np.ndarray], out: Outputs, title: str
 def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model", title: str = "",
                      colors: dict[str, str] | None = None, dashed: Sequence[str] = ()) -> None:
     """Diagonal mean and identity cosine vs layer, Q/K (mean over heads, band: ± one std over
-    heads) and V/Proj panels, one line per `hue` value (a model, or a run's init/final).
-    `colors`: hue value -> colour (the arms' colours of the results figures; the rest grey);
-    `dashed`: the hue values drawn dashed with hollow markers (the initialized models)."""
+    heads) and V/Proj panels, one line per `hue` value (a model, or a run's init/final). Models
+    of different depths (a 6-layer BERT beside a 12-layer ViT) share a relative-depth axis, 0 at
+    the first layer and 1 at the last. `colors`: hue value -> colour (the arms' colours of the
+    results figures; the rest grey); `dashed`: the hue values drawn dashed with hollow markers
+    (the initialized models)."""
     with look("whitegrid", 1.1):
-        df = metrics.assign(layer=metrics["layer"] + 1)
+        df, xlabel = _depth_axis(metrics, hue)
         order = list(dict.fromkeys(df[hue]))  # first-seen order: the caller's order
         style = {}
         if colors is not None:  # else seaborn's palette: pretrained models are no arms
@@ -97,16 +100,37 @@ def diagonal_profile(metrics: pd.DataFrame, out: Outputs, hue: str = "model", ti
                              **({"markers": True, "dashes": True} | style), errorbar="sd", ax=ax,
                              legend=row == 0 and col == 1)
                 ax.axhline(0, color="0.3", lw=0.8)
-                ax.set(xlabel="layer" if row else "", ylabel=label)
+                ax.set(xlabel=xlabel if row else "", ylabel=label)
                 if row == 0:
                     ax.set_title(PRODUCT_LABELS[product] + (" (mean over heads)" if product == "qk" else ""))
         axes[0, 1].legend(title=None, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
-        layers = sorted(df["layer"].unique())
-        axes[1, 0].set_xticks(layers if len(layers) <= 16 else layers[::2])
+        if xlabel == "layer":
+            layers = sorted(df["layer"].unique())
+            axes[1, 0].set_xticks(layers if len(layers) <= 16 else layers[::2])
         fig.suptitle(f"{title + ': ' if title else ''}the products' diagonal over depth "
                      "(band: ± one std over heads)", fontsize=11)
         fig.tight_layout()
         save(fig, out)
+
+
+def _depth_axis(metrics: pd.DataFrame, hue: str) -> tuple[pd.DataFrame, str]:
+    """The x values: the layer (from 1) when every `hue` value has one depth; else the relative
+    depth, since layer 6 is the last of a 6-layer model but the middle of a 12-layer one."""
+    depth = metrics.groupby(hue)["layer"].transform("max") + 1
+    if depth.nunique() <= 1:
+        return metrics.assign(layer=metrics["layer"] + 1), "layer"
+    return (metrics.assign(layer=metrics["layer"] / (depth - 1).clip(lower=1)),
+            "relative depth (0: first layer, 1: last)")
+
+
+def _described(label: str, path: str | Path, depth: int) -> str:
+    """A source's label with the layout it was extracted in and its depth, "vit (timm, 12 layers)",
+    from its products' metadata (`mimetic extract` writes the layout); the label alone without one."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        layout = (f.metadata() or {}).get("layout")
+    return f"{label} ({layout}, {depth} layers)" if layout else label
 
 
 def structure_comparison(sources: dict[str, dict[str, np.ndarray]], out: Outputs, title: str = "",
@@ -159,14 +183,16 @@ def write_all(products: dict[str, str | Path], metrics: dict[str, str | Path], *
     from mimetic.report.figures import arm_colors
 
     loaded = {label: load_file(str(path)) for label, path in products.items()}
+    names = {label: _described(label, path, loaded[label]["qk"].shape[0]) for label, path in products.items()}
     for label, files in heatmaps.items():
-        attention_heatmaps(loaded[label], files, title=label if not title else f"{title}, {label}", crop=crop)
+        attention_heatmaps(loaded[label], files, title=names[label] if not title else f"{title}, {names[label]}",
+                           crop=crop)
     if compare:
         structure_comparison(loaded, compare, title=title, crop=compare_crop)
     if profile:
-        table = pd.concat([pd.read_csv(path).assign(model=label) for label, path in metrics.items()])
+        table = pd.concat([pd.read_csv(path).assign(model=names[label]) for label, path in metrics.items()])
         colors = None
         if arms:
             palette = arm_colors(set(arms.values()), baseline)
-            colors = {label: palette[arm] for label, arm in arms.items()}
-        diagonal_profile(table, profile, title=title, colors=colors, dashed=initialized)
+            colors = {names[label]: palette[arm] for label, arm in arms.items()}
+        diagonal_profile(table, profile, title=title, colors=colors, dashed=[names[label] for label in initialized])
