@@ -362,7 +362,7 @@ def test_damaged_extracted_tiny_imagenet_is_named_and_left_untouched(tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("name", ["cifar10", "svhn", "tiny_imagenet"])
+@pytest.mark.parametrize("name", ["cifar10", "svhn", "fashion_mnist", "tiny_imagenet"])
 def test_missing_users_folder_is_reported_and_not_created(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatasetUnavailable) as err:
@@ -373,7 +373,7 @@ def test_missing_users_folder_is_reported_and_not_created(tmp_path, monkeypatch,
     assert sorted(tmp_path.iterdir()) == []  # nothing created, nothing downloaded
 
 
-@pytest.mark.parametrize("name", ["cifar100", "svhn", "tiny_imagenet"])
+@pytest.mark.parametrize("name", ["cifar100", "svhn", "fashion_mnist", "tiny_imagenet"])
 def test_users_folder_without_the_dataset_is_an_error_not_a_download(tmp_path, monkeypatch, name):
     monkeypatch.chdir(tmp_path)
     users = tmp_path / "users"

@@ -168,10 +168,11 @@ SHAPES = {
     "cifar10": Shape(32, 50_000),
     "cifar100": Shape(32, 50_000),
     "svhn": Shape(32, 73_257),
+    "fashion_mnist": Shape(28, 60_000),
     "tiny_imagenet": Shape(64, 100_000),
 }
 # The data stage's datasets (mimetic.data.stage.PREPARED has their sources; a test keeps the two equal).
-PREPARED_NAMES = ("cifar10", "cifar100", "svhn", "tiny_imagenet")
+PREPARED_NAMES = ("cifar10", "cifar100", "svhn", "fashion_mnist", "tiny_imagenet")
 BUILTIN = ("digits", "synthetic")  # made in memory: no data stage, no `data_root`
 # Read from disk while training (mimetic.train.stream.StreamInputs), not held in memory; `data_root`
 # is the folder of the data stage's index (default resources/data/<name>).

@@ -14,12 +14,17 @@ Upstream files are looked up in `data.<name>.root`, which is one of two kinds of
 In either folder the upstream archive is read if present, otherwise the folder extracted from it in
 torchvision's layout, its files checked against the MD5s upstream publishes (torchvision's lists).
 A folder that holds neither is an error for a folder of yours, a download for the project's own.
+A gzipped file whose source also names the MD5 of its content passes when it gunzips to exactly
+that content: a redistributor may rewrite the gzip header (Debian's Fashion-MNIST does), not the data.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 import urllib.error
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,9 @@ class Source:
     url: str
     filename: str
     md5: str
+    # The MD5 of the gunzipped bytes of a .gz (None: not checked): a copy recompressed or with
+    # another gzip header has other .gz MD5s but may hold the same data.
+    content_md5: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,12 @@ class Extracted:
 
 @dataclass(frozen=True)
 class Found:
-    """Where a dataset is read from: its verified upstream files, or its verified extracted folder."""
+    """Where a dataset is read from: its verified upstream files (with what each check matched,
+    for meta.json), or its verified extracted folder."""
 
     files: list[Path]
     folder: Path | None = None
+    checks: list[dict[str, str]] = field(default_factory=list)
 
 
 
@@ -77,19 +87,37 @@ def _md5(dataset: str, path: Path) -> str:
                                  f"key {config_key(dataset)} to a folder you can read") from e
 
 
-def verify(dataset: str, path: Path, md5: str, *, move_aside: bool, what: str) -> None:
-    """Raise CorruptFile unless `path` has this MD5; with `move_aside` (the project's own downloads
-    only) the bad file is first renamed to *.corrupt, so that it never again looks valid."""
+def _content_md5(path: Path) -> str | None:
+    """The MD5 of a .gz file's gunzipped bytes; None if it does not gunzip (truncated, not gzip)."""
+    digest = hashlib.md5()
+    try:
+        with gzip.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):  # gzip.BadGzipFile is an OSError
+        return None
+    return digest.hexdigest()
+
+
+def verify(dataset: str, path: Path, md5: str, *, move_aside: bool, what: str,
+           content_md5: str | None = None) -> dict[str, str]:
+    """Raise CorruptFile unless `path` has this MD5 or, given `content_md5`, gunzips to bytes of
+    that MD5; with `move_aside` (the project's own downloads only) the bad file is first renamed to
+    *.corrupt, so that it never again looks valid. Returns what matched: the file's MD5, and the
+    content's MD5 where only that did."""
     actual = _md5(dataset, path)
     if actual == md5:
-        return
+        return {"md5": actual}
+    if content_md5 is not None and _content_md5(path) == content_md5:
+        return {"md5": actual, "content_md5": content_md5}
+    expected = md5 + (f" (or content MD5 {content_md5} once gunzipped)" if content_md5 else "")
     if move_aside:
         bad = path.with_name(path.name + ".corrupt")
         os.replace(path, bad)
-        raise CorruptFile(f"{dataset}: {path} has MD5 {actual}, expected {md5} (truncated or wrong file); moved it "
-                          f"to {bad}. Run the data stage again to download it anew (then delete {bad.name}), or "
+        raise CorruptFile(f"{dataset}: {path} has MD5 {actual}, expected {expected} (truncated or wrong file); moved "
+                          f"it to {bad}. Run the data stage again to download it anew (then delete {bad.name}), or "
                           f"put an intact copy at {path}.")
-    raise CorruptFile(f"{dataset}: {path} has MD5 {actual}, expected {md5} (truncated or wrong file). "
+    raise CorruptFile(f"{dataset}: {path} has MD5 {actual}, expected {expected} (truncated or wrong file). "
                       + _left_untouched(dataset, what))
 
 
@@ -160,12 +188,15 @@ def locate(dataset: str, sources: list[Source], extracted: Extracted | None, roo
                 f"{dataset}: {missing} does not exist, though {root} (config key {key}) holds "
                 f"{', '.join(f.name for f, there in zip(files, present) if there)}. Point {key} at a folder that "
                 f"holds {what}.")
+        checks = []
         for path, source, there in zip(files, sources, present):
             if there:
-                verify(dataset, path, source.md5, move_aside=own, what=what)
+                checks.append(verify(dataset, path, source.md5, move_aside=own, what=what,
+                                     content_md5=source.content_md5))
             else:
                 download(dataset, source, root, what)
-        return Found(files)
+                checks.append({"md5": source.md5})  # download_url checked it
+        return Found(files, checks=checks)
     if folder is not None and folder.is_dir():
         verify_extracted(dataset, folder, extracted, what)
         return Found([], folder)

@@ -35,7 +35,7 @@ class TrainConfig:
     (AdamW, cosine with warm-up, clipping; ViT-Tiny, GAP, fixed sin-cos positions)."""
 
     dataset: str = opt(None, "`digits` (offline, scikit-learn), `synthetic` (tests), `cifar10`, `cifar100`, `svhn`, "
-                              "`tiny_imagenet`, `imagenet` (see Datasets)",
+                              "`fashion_mnist`, `tiny_imagenet`, `imagenet` (see Datasets)",
                         choices=tuple(sorted([*DATASETS, *STREAMED])), required=True)
     model: str = opt(None, "the ViT (`mimetic.train.models`): its architecture; its image size must be the "
                             "dataset's", choices=tuple(sorted(MODELS)), required=True)
