@@ -1,6 +1,6 @@
 """Fashion-MNIST: the data stage on small idx.gz files in upstream's exact format (and with
 Debian's rewritten gzip headers), on the real files of Debian's dataset-fashion-mnist, and a
-one-epoch workflow run on a tenth of them."""
+one-epoch workflow run on the first of them."""
 
 from __future__ import annotations
 
@@ -249,11 +249,11 @@ def first_images(stage: Path, folder: Path, n_train: int, n_test: int) -> dict:
 @needs_debian
 def test_one_epoch_of_both_arms_through_the_workflow(tmp_path):
     """The workflow's data stage on the Debian copy, then one epoch of default and mimetic (seed 0)
-    and the tables, in under a minute on 2 cores: the runs read (`data_root`) the stage's first
-    6,000 training and 1,000 test images, a tenth of the set (the whole set would take five
-    minutes; config/fashion.yaml trains on it, README)."""
+    and the tables, in about 40 s on 2 cores: the runs read (`data_root`) the stage's first 3,000
+    training and 1,000 test images, in batches of 32 (the whole set would take five minutes;
+    config/fashion.yaml trains on it, README)."""
     experiment = {"dataset": NAME, "model": "vit_fashion_patch4_28", "epochs": 1, "warmup_epochs": 0,
-                  "batch_size": 64, "gpus": 0}
+                  "batch_size": 32, "gpus": 0}
     config = {"seeds": [0], "arms": {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}},
               "experiments": {"fashion": experiment}, "data": {NAME: {"root": str(DEBIAN)}}, "threads_per_run": 1}
     snakemake(tmp_path, config, "resources/data/fashion_mnist/meta.json")
@@ -261,7 +261,7 @@ def test_one_epoch_of_both_arms_through_the_workflow(tmp_path):
     meta = json.loads((stage / "meta.json").read_text())
     assert meta["train"] == 60_000 and meta["sources"][0]["file"] == str(DEBIAN / FILES[0])
 
-    part = first_images(stage, tmp_path / "part", 6_000, 1_000)
+    part = first_images(stage, tmp_path / "part", 3_000, 1_000)
     experiment["data_root"] = str(tmp_path / "part")
     snakemake(tmp_path, config, "tables")
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
@@ -272,4 +272,4 @@ def test_one_epoch_of_both_arms_through_the_workflow(tmp_path):
         assert summary["data_fingerprint"] == part["fingerprint"] != meta["fingerprint"]
         metrics = pd.read_csv(folder / "metrics.csv")
         assert metrics["epoch"].tolist() == [1]
-        assert metrics["test_acc"].iloc[0] > 25  # 94 steps: 32 % default, 63 % mimetic here; chance is 10 %
+        assert metrics["test_acc"].iloc[0] > 25  # 94 steps: 32 % default, 56 % mimetic here; chance is 10 %
