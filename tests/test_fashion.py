@@ -10,10 +10,7 @@ import gzip
 import hashlib
 import http.server
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from mimetic.data import PREPARED, CorruptFile, DatasetUnavailable, load_dataset
 from mimetic.data import fashion_mnist
@@ -30,6 +26,7 @@ from mimetic.data.fetch import Source
 from mimetic.data.core import Arrays
 from mimetic.data.stage import fingerprint, prepare
 from test_data import OFFLINE_URL, md5, tree
+from test_workflow import snakemake
 
 NAME = "fashion_mnist"
 FILES = [s.filename for s in PREPARED[NAME].sources]  # train images, train labels, test images, test labels
@@ -38,8 +35,6 @@ needs_debian = pytest.mark.skipif(
     not all((DEBIAN / f).is_file() for f in FILES),
     reason=f"{DEBIAN} lacks Fashion-MNIST's four files: Debian's package dataset-fashion-mnist is not installed "
            "(apt-get install dataset-fashion-mnist; .ci/run installs it)")
-REPO = Path(__file__).resolve().parents[1]
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the workflow sets its own
 
 
 # --- files in upstream's format ---------------------------------------------------------------
@@ -220,13 +215,9 @@ def test_a_truncated_copy_of_a_debian_file_is_named(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def snakemake(folder: Path, config: dict, target: str) -> None:
-    """The workflow on `config` in `folder` up to `target`, as a user runs it."""
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+def run_workflow(folder: Path, config: dict, target: str) -> None:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(folder),
-                           "--configfile", str(folder / "config.yaml"), "--cores", "2", target],
-                          capture_output=True, text=True, timeout=600, env=ENV)
+    proc = snakemake(folder, config, "--cores", "2", target)
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"snakemake {target}: {time.monotonic() - start:.0f} s")
 
@@ -256,14 +247,14 @@ def test_one_epoch_of_both_arms_through_the_workflow(tmp_path):
                   "batch_size": 32, "gpus": 0}
     config = {"seeds": [0], "arms": {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}},
               "experiments": {"fashion": experiment}, "data": {NAME: {"root": str(DEBIAN)}}, "threads_per_run": 1}
-    snakemake(tmp_path, config, "resources/data/fashion_mnist/meta.json")
+    run_workflow(tmp_path, config, "resources/data/fashion_mnist/meta.json")
     stage = tmp_path / "resources/data/fashion_mnist"
     meta = json.loads((stage / "meta.json").read_text())
     assert meta["train"] == 60_000 and meta["sources"][0]["file"] == str(DEBIAN / FILES[0])
 
     part = first_images(stage, tmp_path / "part", 3_000, 1_000)
     experiment["data_root"] = str(tmp_path / "part")
-    snakemake(tmp_path, config, "tables")
+    run_workflow(tmp_path, config, "tables")
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
     assert sorted(runs["arm"]) == ["default", "mimetic"] and set(runs["seed"]) == {0}
     for arm in ("default", "mimetic"):
